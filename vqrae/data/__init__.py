@@ -1,0 +1,1 @@
+"""Data: robust image loading, folders and datasets, the shapes world."""

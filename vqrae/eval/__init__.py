@@ -1,0 +1,1 @@
+"""Evaluation: reconstruction metrics, codebook statistics, semantic retention, benchmarks."""

@@ -1,0 +1,280 @@
+"""The VQRAE tokenizer: VFM encoder -> d->e projection -> SimVQ -> e->d projection -> ViT decoder.
+
+One encoder serves both uses: :meth:`VQRAE.encode` gives the continuous features Z_I that the
+understanding path reads (no quantization error), and :meth:`VQRAE.tokenize` /
+:meth:`VQRAE.decode_indices` give the discrete codes that generation and reconstruction use.
+Images in and out are float tensors (B, 3, H, W) in [0, 1].
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from vqrae.tokenizer.decoder import ViTDecoder
+from vqrae.tokenizer.encoders import FinalNorm, VFMEncoder, get_encoder_spec
+from vqrae.tokenizer.quantizer import QuantizerOutput, SimVQ
+from vqrae.utils.files import atomic_write
+
+__all__ = ["TokenizerOutput", "VQRAE", "VQRAEConfig"]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+MODEL_TYPE = "vqrae"
+
+
+@dataclass
+class VQRAEConfig:
+    """Architecture of a VQRAE tokenizer (the constructor arguments saved in ``config.json``).
+
+    Attributes:
+        encoder: encoder registry name (see :func:`vqrae.tokenizer.encoders.list_encoders`).
+        image_size: training / default resolution (divisible by the encoder's patch size).
+        encoder_layer: block whose output is the feature (negative counts from the end).
+        encoder_final_norm: ``"no_affine"`` (RAE), ``"affine"`` or ``"none"``.
+        codebook_size: number of codes k.
+        codebook_dim: code dimension e; must be at least the encoder width d.
+        commitment_beta: weight of the commitment loss.
+        codebook_seed: seed of the frozen random codebook.
+        quantizer_chunk_size: tokens per nearest-code chunk (``None``: automatic).
+        decoder_width, decoder_depth, decoder_heads: ``None`` mirrors the encoder.
+        decoder_mlp_ratio: decoder MLP expansion.
+    """
+
+    encoder: str = "dinov2-small"
+    image_size: int = 224
+    encoder_layer: int = -1
+    encoder_final_norm: FinalNorm = "no_affine"
+    codebook_size: int = 16384
+    codebook_dim: int = 1536
+    commitment_beta: float = 0.25
+    codebook_seed: int = 0
+    quantizer_chunk_size: int | None = None
+    decoder_width: int | None = None
+    decoder_depth: int | None = None
+    decoder_heads: int | None = None
+    decoder_mlp_ratio: float = 4.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        get_encoder_spec(self.encoder)  # raises ValueError naming the known encoders
+        checks = {
+            "image_size": self.image_size > 0,
+            "codebook_size": self.codebook_size >= 2,
+            "codebook_dim": self.codebook_dim >= 1,
+            "commitment_beta": self.commitment_beta >= 0,
+            "decoder_mlp_ratio": self.decoder_mlp_ratio > 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"invalid {name}: {getattr(self, name)!r}")
+        for name in ("decoder_width", "decoder_depth", "decoder_heads", "quantizer_chunk_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"invalid {name}: {value!r} (must be >= 1 or null)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VQRAEConfig:
+        """Build a config from a dict, rejecting unknown keys by name."""
+        data = {k: v for k, v in data.items() if k not in ("model_type", "vqrae_version")}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown VQRAE config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+
+@dataclass
+class TokenizerOutput:
+    """What :meth:`VQRAE.forward` returns.
+
+    Attributes:
+        recon: reconstructed images in [0, 1] (B, 3, H, W) (unclamped in training).
+        features: continuous encoder features Z_I (B, N, d).
+        indices: code indices (B, N).
+        quantizer: the full :class:`QuantizerOutput` (codes and losses).
+    """
+
+    recon: torch.Tensor
+    features: torch.Tensor
+    indices: torch.Tensor
+    quantizer: QuantizerOutput
+
+
+class VQRAE(nn.Module):
+    """Representation-quantization autoencoder.
+
+    Args:
+        config: the architecture.
+        encoder_state_dict: pretrained encoder weights in timm layout (``None``: random init).
+        encoder_mean, encoder_std: input normalisation of those weights.
+    """
+
+    def __init__(
+        self,
+        config: VQRAEConfig,
+        encoder_state_dict: dict[str, torch.Tensor] | None = None,
+        encoder_mean: tuple[float, float, float] | None = None,
+        encoder_std: tuple[float, float, float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = VFMEncoder(
+            get_encoder_spec(config.encoder),
+            image_size=config.image_size,
+            layer=config.encoder_layer,
+            final_norm=config.encoder_final_norm,
+            state_dict=encoder_state_dict,
+            mean=encoder_mean,
+            std=encoder_std,
+        )
+        dim = self.encoder.dim
+        if config.codebook_dim < dim:
+            raise ValueError(
+                f"codebook_dim ({config.codebook_dim}) must be >= the encoder width ({dim}); "
+                "the paper finds low-dimensional codebooks do not converge"
+            )
+        self.quant_proj = nn.Linear(dim, config.codebook_dim)  # d -> e
+        self.quantizer = SimVQ(
+            config.codebook_size,
+            config.codebook_dim,
+            beta=config.commitment_beta,
+            chunk_size=config.quantizer_chunk_size,
+            codebook_seed=config.codebook_seed,
+        )
+        self.post_quant_proj = nn.Linear(config.codebook_dim, dim)  # e -> d
+        self.decoder = ViTDecoder(
+            in_dim=dim,
+            width=config.decoder_width or dim,
+            depth=config.decoder_depth or self.encoder.depth,
+            num_heads=config.decoder_heads or self.encoder.num_heads,
+            patch_size=self.encoder.patch_size,
+            grid_size=self.encoder.grid_size,
+            mlp_ratio=config.decoder_mlp_ratio,
+        )
+
+    # ------------------------------------------------------------------ the two paths
+    @property
+    def patch_size(self) -> int:
+        return self.encoder.patch_size
+
+    def grid_for(self, images: torch.Tensor) -> tuple[int, int]:
+        """Token grid (h, w) of an image batch (B, 3, H, W)."""
+        return images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Continuous features Z_I for understanding: (B, 3, H, W) in [0, 1] -> (B, N, d)."""
+        return self.encoder(images)
+
+    def quantize(self, features: torch.Tensor) -> QuantizerOutput:
+        """Project features (B, N, d) to the code space and quantize: codes (B, N, e)."""
+        return self.quantizer(self.quant_proj(features))
+
+    def decode(
+        self, codes: torch.Tensor, grid_size: tuple[int, int] | None = None, clamp: bool = True
+    ) -> torch.Tensor:
+        """Decode codes (B, N, e) to images (B, 3, h*p, w*p), in [0, 1] when ``clamp``."""
+        latents = self.post_quant_proj(codes)  # (B, N, d)
+        images = self.decoder(latents, grid_size) * 0.5 + 0.5  # [-1, 1] -> [0, 1]
+        return images.clamp(0.0, 1.0) if clamp else images
+
+    def tokenize(self, images: torch.Tensor) -> torch.Tensor:
+        """Discrete codes of images: (B, 3, H, W) -> indices (B, N)."""
+        return self.quantize(self.encode(images)).indices
+
+    def decode_indices(
+        self, indices: torch.Tensor, grid_size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """Images from code indices (B, N) through the projected codebook W(C)."""
+        return self.decode(self.quantizer.indices_to_codes(indices), grid_size)
+
+    def forward(self, images: torch.Tensor, clamp: bool | None = None) -> TokenizerOutput:
+        """Encode, quantize and decode; ``clamp`` defaults to ``not self.training``."""
+        features = self.encode(images)
+        quantized = self.quantize(features)
+        clamp = (not self.training) if clamp is None else clamp
+        recon = self.decode(quantized.codes, self.grid_for(images), clamp=clamp)
+        return TokenizerOutput(
+            recon=recon, features=features, indices=quantized.indices, quantizer=quantized
+        )
+
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        """Round trip through the discrete codes, clamped to [0, 1]."""
+        return self.forward(images, clamp=True).recon
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, directory: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically).
+
+        Args:
+            directory: created if missing; existing files of the same names are replaced.
+            dtype: cast floating-point weights (e.g. ``torch.float16``) for a smaller file.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {}
+        for key, tensor in self.state_dict().items():
+            tensor = tensor.detach().cpu()
+            if dtype is not None and tensor.is_floating_point():
+                tensor = tensor.to(dtype)
+            state[key] = tensor.contiguous()
+        config = {"model_type": MODEL_TYPE, **self.config.to_dict()}
+        atomic_write(directory / WEIGHTS_NAME, lambda path: save_file(state, str(path)))
+        atomic_write(
+            directory / CONFIG_NAME,
+            lambda path: path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n"),
+        )
+        return directory
+
+    @classmethod
+    def from_directory(
+        cls, directory: str | os.PathLike, device: str | torch.device | None = None
+    ) -> VQRAE:
+        """Load a ``save_pretrained`` directory (weights loaded strictly, kept in float32)."""
+        directory = Path(directory)
+        config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+        for path in (config_path, weights_path):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} not found: not a VQRAE checkpoint directory")
+        data = json.loads(config_path.read_text())
+        if data.get("model_type", MODEL_TYPE) != MODEL_TYPE:
+            raise ValueError(f"{config_path}: model_type is {data.get('model_type')!r}, not 'vqrae'")
+        config = VQRAEConfig.from_dict(data)
+        with torch.device("meta"):
+            model = cls(config)
+        state = load_file(str(weights_path), device=str(device) if device is not None else "cpu")
+        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        model.load_state_dict(state, strict=True, assign=True)
+        model.quantizer.usage_counts = torch.zeros_like(
+            model.quantizer.usage_counts, device=state[next(iter(state))].device
+        )
+        return model.eval()
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str | os.PathLike, device: str | torch.device | None = None
+    ) -> VQRAE:
+        """Load a checkpoint directory, or build a registered variant with pretrained weights."""
+        path = Path(name_or_path)
+        if path.is_dir():
+            return cls.from_directory(path, device=device)
+        from vqrae.tokenizer.registry import create_model, list_models
+
+        if str(name_or_path) in list_models():
+            model = create_model(str(name_or_path), pretrained=True)
+            return model.to(device) if device is not None else model
+        raise ValueError(
+            f"{name_or_path!r} is neither a checkpoint directory nor a registered model "
+            f"(known: {', '.join(list_models())})"
+        )
