@@ -62,7 +62,11 @@ def list_images(inputs: Iterable[str | os.PathLike], recursive: bool = True) -> 
         path = Path(item)
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
-            found = [p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+            found = [
+                p
+                for p in path.glob(pattern)
+                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+            ]
             paths.extend(sorted(found))
         else:
             paths.append(path)
@@ -78,13 +82,13 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         if mode == "I" and array.max(initial=0) > 65535:
             depth = float(2**32 - 1)
         grey = np.clip(array / depth * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(grey, mode="L").convert("RGB")
+        return Image.fromarray(grey).convert("RGB")
     if mode == "F":
         array = np.asarray(image, dtype=np.float64)
         lo, hi = float(array.min(initial=0.0)), float(array.max(initial=0.0))
         if lo < 0.0 or hi > 1.0:
             array = (array - lo) / max(hi - lo, 1e-12)
-        return Image.fromarray((array * 255.0 + 0.5).astype(np.uint8), mode="L").convert("RGB")
+        return Image.fromarray((array * 255.0 + 0.5).astype(np.uint8)).convert("RGB")
     if mode == "P" and "transparency" in image.info:
         image, mode = image.convert("RGBA"), "RGBA"
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -137,7 +141,7 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
 def tensor_to_pil(image: torch.Tensor) -> Image.Image:
     """Float tensor (3, H, W) in [0, 1] -> 8-bit RGB image (rounded, clamped)."""
     array = image.detach().float().clamp(0, 1).mul(255.0).round().byte()
-    return Image.fromarray(array.permute(1, 2, 0).cpu().numpy(), mode="RGB")
+    return Image.fromarray(array.permute(1, 2, 0).cpu().numpy())
 
 
 def save_image(image: torch.Tensor | Image.Image, path: str | os.PathLike) -> Path:

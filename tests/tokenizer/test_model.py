@@ -1,0 +1,123 @@
+"""The VQRAE model: invariants, persistence, gradients, registry, config validation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import vqrae
+from vqrae.tokenizer.model import VQRAE, VQRAEConfig
+
+
+@pytest.fixture
+def model() -> VQRAE:
+    torch.manual_seed(0)
+    return vqrae.create_model("vqrae-test-tiny").eval()
+
+
+@pytest.fixture
+def images() -> torch.Tensor:
+    return torch.rand(3, 3, 56, 56, generator=torch.Generator().manual_seed(0))
+
+
+def test_shapes_and_named_outputs(model: VQRAE, images: torch.Tensor) -> None:
+    out = model(images)
+    assert out.recon.shape == images.shape
+    assert out.features.shape == (3, 16, 32)
+    assert out.indices.shape == (3, 16) and out.indices.dtype == torch.long
+    assert out.quantizer.codes.shape == (3, 16, 48)
+    assert 0.0 <= out.recon.min() and out.recon.max() <= 1.0
+    assert torch.isfinite(out.quantizer.loss)
+
+
+def test_decode_indices_of_tokenize_equals_decode_of_quantized_codes(model: VQRAE, images: torch.Tensor) -> None:
+    via_indices = model.decode_indices(model.tokenize(images))
+    via_codes = model.decode(model.quantize(model.encode(images)).codes)
+    assert torch.equal(via_indices, via_codes)
+    assert torch.equal(model.reconstruct(images), via_codes)
+
+
+def test_save_load_round_trip_is_exact(model: VQRAE, images: torch.Tensor, tmp_path) -> None:
+    model.save_pretrained(tmp_path / "ckpt")
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "model.safetensors"]
+    config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    assert config["model_type"] == "vqrae" and config["codebook_size"] == 64
+    loaded = VQRAE.from_pretrained(tmp_path / "ckpt")
+    assert torch.equal(loaded(images).recon, model(images).recon)
+    assert torch.equal(loaded.tokenize(images), model.tokenize(images))
+    assert set(load_file(str(tmp_path / "ckpt" / "model.safetensors"))) == set(model.state_dict())
+
+
+def test_half_precision_save_loads_back_to_float32(model: VQRAE, images: torch.Tensor, tmp_path) -> None:
+    model.save_pretrained(tmp_path / "fp16", dtype=torch.float16)
+    loaded = VQRAE.from_pretrained(tmp_path / "fp16")
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    assert torch.allclose(loaded(images).recon, model(images).recon, atol=2e-2)
+
+
+def test_every_trainable_parameter_receives_a_gradient(model: VQRAE, images: torch.Tensor) -> None:
+    model.train()
+    out = model(images)
+    loss = (out.recon - images).square().mean() + out.quantizer.loss
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
+    assert missing == []
+
+
+def test_deterministic_construction_and_forward(images: torch.Tensor) -> None:
+    torch.manual_seed(3)
+    a = vqrae.create_model("vqrae-test-tiny").eval()
+    torch.manual_seed(3)
+    b = vqrae.create_model("vqrae-test-tiny").eval()
+    assert torch.equal(a(images).recon, b(images).recon)
+
+
+def test_non_default_resolution_round_trip(model: VQRAE) -> None:
+    x = torch.rand(1, 3, 70, 42)
+    out = model(x)
+    assert out.recon.shape == x.shape
+    assert torch.equal(model.decode_indices(out.indices, grid_size=(5, 3)), out.recon)
+
+
+def test_config_validation_names_the_field() -> None:
+    with pytest.raises(ValueError, match="codebook_dim"):
+        vqrae.create_model("vqrae-test-tiny", codebook_dim=16)
+    with pytest.raises(ValueError, match="unknown encoder"):
+        VQRAEConfig(encoder="nope")
+    with pytest.raises(ValueError, match="codebook_size"):
+        VQRAEConfig(codebook_size=1)
+    with pytest.raises(ValueError, match="unknown VQRAE config keys: colour"):
+        VQRAEConfig.from_dict({"colour": "red"})
+
+
+def test_registry_lists_paper_and_offline_variants() -> None:
+    names = vqrae.list_models()
+    for name in ("vqrae-siglip2-so400m-256", "vqrae-siglip2-so400m-512", "vqrae-internvit-300m-448", "vqrae-dinov2-s"):
+        assert name in names
+    with pytest.raises(ValueError, match="known models"):
+        vqrae.create_model("vqrae-nope")
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "tokens", "dim"),
+    [
+        ("vqrae-siglip2-so400m-256", 256, 256, 1152),
+        ("vqrae-siglip2-so400m-512", 512, 1024, 1152),
+        ("vqrae-internvit-300m-448", 448, 1024, 1024),
+    ],
+)
+def test_paper_scale_variants_shape_check_on_meta(name: str, size: int, tokens: int, dim: int) -> None:
+    model = vqrae.create_model(name, device="meta")
+    assert model.config.codebook_size == 16384 and model.config.codebook_dim == 1536
+    assert len(model.decoder.blocks) == len(model.encoder.blocks)  # mirrored decoder
+    out = model(torch.empty(1, 3, size, size, device="meta"))
+    assert out.recon.shape == (1, 3, size, size)
+    assert out.features.shape == (1, tokens, dim)
+
+
+def test_from_pretrained_rejects_unknown_paths() -> None:
+    with pytest.raises(ValueError, match="neither a checkpoint directory"):
+        VQRAE.from_pretrained("/no/such/dir")
