@@ -137,10 +137,6 @@ class SimVQ(nn.Module):
             self._cache = None
         return projected, sq_norms
 
-    def train(self, mode: bool = True) -> SimVQ:
-        self._cache = None
-        return super().train(mode)
-
     def _apply(self, fn, recurse=True):  # device / dtype moves invalidate the cache
         self._cache = None
         return super()._apply(fn, recurse)
