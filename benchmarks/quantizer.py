@@ -62,7 +62,9 @@ def time_call(step: Step, device: torch.device) -> float:
 def build_steps(args: argparse.Namespace, device: torch.device) -> dict[str, dict[str, Step]]:
     torch.manual_seed(0)
     ours = SimVQ(args.codebook_size, args.dim, chunk_size=args.chunk_size).to(device)
-    baseline = BaselineSimVQ(dim=args.dim, codebook_size=args.codebook_size, rotation_trick=False).to(device)
+    baseline = BaselineSimVQ(
+        dim=args.dim, codebook_size=args.codebook_size, rotation_trick=False
+    ).to(device)
     with torch.no_grad():  # same effective codebook for both
         baseline.frozen_codebook.copy_(ours.codebook)
         baseline.code_transform.weight.copy_(ours.codebook_transform.weight)
@@ -94,8 +96,10 @@ def build_steps(args: argparse.Namespace, device: torch.device) -> dict[str, dic
     with torch.no_grad():
         same = (ours.eval()(z).indices == baseline.eval()(z)[1]).float().mean().item()
     print(f"index agreement with the baseline: {same:.4%}")
-    return {"eval": {"vqrae": ours_eval, "baseline": base_eval},
-            "train": {"vqrae": ours_train, "baseline": base_train}}
+    return {
+        "eval": {"vqrae": ours_eval, "baseline": base_eval},
+        "train": {"vqrae": ours_train, "baseline": base_train},
+    }
 
 
 def main() -> None:
@@ -111,8 +115,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    print(f"device={device} threads={torch.get_num_threads()} torch={torch.__version__} "
-          f"k={args.codebook_size} e={args.dim} tokens={args.tokens}")
+    print(
+        f"device={device} threads={torch.get_num_threads()} torch={torch.__version__} "
+        f"k={args.codebook_size} e={args.dim} tokens={args.tokens}"
+    )
     steps = build_steps(args, device)
     for mode, pair in steps.items():
         for step in pair.values():  # warm-up (builds vqrae's projected-codebook cache in eval)
@@ -125,10 +131,14 @@ def main() -> None:
         med = {name: statistics.median(values) for name, values in times.items()}
         print(f"\n[{mode}] median of {args.repeats} (s/call), peak extra memory (MiB)")
         for name in pair:
-            print(f"  {name:9s} {med[name]:8.4f} s   {memory[name]:9.1f} MiB   runs: "
-                  + " ".join(f"{t:.3f}" for t in times[name]))
-        print(f"  speed ratio baseline/vqrae: {med['baseline'] / med['vqrae']:.2f}x   "
-              f"memory ratio baseline/vqrae: {memory['baseline'] / max(memory['vqrae'], 1e-6):.2f}x")
+            print(
+                f"  {name:9s} {med[name]:8.4f} s   {memory[name]:9.1f} MiB   runs: "
+                + " ".join(f"{t:.3f}" for t in times[name])
+            )
+        print(
+            f"  speed ratio baseline/vqrae: {med['baseline'] / med['vqrae']:.2f}x   "
+            f"memory ratio baseline/vqrae: {memory['baseline'] / max(memory['vqrae'], 1e-6):.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -15,10 +15,16 @@ def write_odd_images(folder: Path) -> dict[str, Path]:
     rgb = (rng.random((61, 97, 3)) * 255).astype(np.uint8)
     files = {
         "rgb_jpeg": (Image.fromarray(rgb), "rgb.jpg"),
-        "rgba_png": (Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)])), "rgba.png"),
+        "rgba_png": (
+            Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)])),
+            "rgba.png",
+        ),
         "grey": (Image.fromarray(rgb[..., 0]), "grey.png"),
         "grey16": (Image.fromarray(rgb[..., 0].astype(np.uint16) * 257), "grey16.png"),
-        "palette": (Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE), "palette.gif"),
+        "palette": (
+            Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE),
+            "palette.gif",
+        ),
         "cmyk": (Image.fromarray(rgb).convert("CMYK"), "cmyk.jpg"),
         "tiny": (Image.fromarray(rgb[:5, :3]), "tiny.bmp"),
         "tall": (Image.fromarray(np.repeat(rgb, 5, axis=0)), "tall.webp"),

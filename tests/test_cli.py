@@ -25,14 +25,25 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vqrae.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "vqrae.cli", *args], capture_output=True, text=True, timeout=120
+    )
 
 
-def test_reconstruct_writes_one_png_per_readable_input_and_reports_bad_ones(tmp_path, tiny_checkpoint) -> None:
+def test_reconstruct_writes_one_png_per_readable_input_and_reports_bad_ones(
+    tmp_path, tiny_checkpoint
+) -> None:
     good = write_odd_images(tmp_path / "in")
     bad = write_bad_files(tmp_path / "in")
-    result = _run("reconstruct", str(tmp_path / "in"), str(tmp_path / "missing.png"),
-                  "--model", str(tiny_checkpoint), "--out", str(tmp_path / "out"))
+    result = _run(
+        "reconstruct",
+        str(tmp_path / "in"),
+        str(tmp_path / "missing.png"),
+        "--model",
+        str(tiny_checkpoint),
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     error_lines = [line for line in result.stderr.splitlines() if "error:" in line]
@@ -47,8 +58,19 @@ def test_reconstruct_writes_one_png_per_readable_input_and_reports_bad_ones(tmp_
 
 def test_reconstruct_succeeds_with_exit_zero_on_good_files(tmp_path, tiny_checkpoint) -> None:
     good = write_odd_images(tmp_path / "in")
-    code = main(["reconstruct", str(good["rgb_jpeg"]), str(good["tall"]), "--model", str(tiny_checkpoint),
-                 "--out", str(tmp_path / "out"), "--size", "28"])
+    code = main(
+        [
+            "reconstruct",
+            str(good["rgb_jpeg"]),
+            str(good["tall"]),
+            "--model",
+            str(tiny_checkpoint),
+            "--out",
+            str(tmp_path / "out"),
+            "--size",
+            "28",
+        ]
+    )
     assert code == 0
     from PIL import Image
 
@@ -58,7 +80,9 @@ def test_reconstruct_succeeds_with_exit_zero_on_good_files(tmp_path, tiny_checkp
 def test_tokenize_writes_indices_with_source_names(tmp_path, tiny_checkpoint) -> None:
     good = write_odd_images(tmp_path / "in")
     out = tmp_path / "codes.safetensors"
-    code = main(["tokenize", str(tmp_path / "in"), "--model", str(tiny_checkpoint), "--out", str(out)])
+    code = main(
+        ["tokenize", str(tmp_path / "in"), "--model", str(tiny_checkpoint), "--out", str(out)]
+    )
     assert code == 0
     with safe_open(str(out), "pt") as f:
         indices = f.get_tensor("indices")

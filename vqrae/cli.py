@@ -161,7 +161,10 @@ def reconstruct(
                     written += 1
             bar.update(len(chunk))
     write_run_record(out_dir, "reconstruct", {"images": images, "model": model, "size": size})
-    print(f"wrote {written} reconstruction(s) to {out_dir}" + (f"; {failures} failed" if failures else ""))
+    print(
+        f"wrote {written} reconstruction(s) to {out_dir}"
+        + (f"; {failures} failed" if failures else "")
+    )
     return 1 if failures else 0
 
 
@@ -240,8 +243,37 @@ def tokenize(
     }
     tensors = {"indices": torch.cat(rows).contiguous()}
     atomic_write(out_path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
-    print(f"wrote indices of {len(files)} image(s) to {out_path}" + (f"; {failures} failed" if failures else ""))
+    print(
+        f"wrote indices of {len(files)} image(s) to {out_path}"
+        + (f"; {failures} failed" if failures else "")
+    )
     return 1 if failures else 0
+
+
+def demo(
+    model: str = DEFAULT_MODEL,
+    out: str = "outputs/demo",
+    images: list[str] | None = None,
+    device: str = "auto",
+) -> int:
+    """The main job on the embedded default: reconstruct the built-in sample images.
+
+    Draws the package's sample images into OUT/inputs (plus any IMAGES given), fetches the
+    model's weights if needed, and writes reconstructions into OUT/reconstructions.
+
+    Args:
+        model: a registered model name or a save_pretrained directory.
+        out: output folder.
+        images: extra image files or folders to include.
+        device: "auto", "cpu", "cuda" or "cuda:N".
+    """
+    from vqrae.data.samples import write_samples
+
+    out_dir = Path(out)
+    inputs = out_dir / "inputs"
+    write_samples(inputs)
+    sources = [str(inputs), *(images or [])]
+    return reconstruct(sources, model=model, out=str(out_dir / "reconstructions"), device=device)
 
 
 def models() -> int:
@@ -300,9 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_function_command(subparsers, "reconstruct", reconstruct)
     add_function_command(subparsers, "tokenize", tokenize)
+    add_function_command(subparsers, "demo", demo)
     add_function_command(subparsers, "models", models)
     assets_parser = subparsers.add_parser("assets", help="list or fetch pretrained weights")
-    assets_sub = assets_parser.add_subparsers(dest="assets_command", metavar="ACTION", required=True)
+    assets_sub = assets_parser.add_subparsers(
+        dest="assets_command", metavar="ACTION", required=True
+    )
     add_function_command(assets_sub, "list", assets_list)
     add_function_command(assets_sub, "fetch", assets_fetch)
     return parser
@@ -319,8 +354,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     global _current_command
     _current_command = command
     fn = args._fn
-    kwargs = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in (
-        "command", "assets_command", "verbose")}
+    kwargs = {
+        k: v
+        for k, v in vars(args).items()
+        if not k.startswith("_") and k not in ("command", "assets_command", "verbose")
+    }
     try:
         return int(fn(**kwargs) or 0)
     except CommandError as exc:

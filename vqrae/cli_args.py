@@ -67,7 +67,9 @@ def add_function_command(
         kwargs: dict[str, Any] = {"help": helps.get(param.name, "")}
         required = param.default is inspect.Parameter.empty
         if required and param.kind is not inspect.Parameter.KEYWORD_ONLY:
-            kwargs.update(type=item_type, nargs="+" if is_list else None, metavar=param.name.upper())
+            kwargs.update(
+                type=item_type, nargs="+" if is_list else None, metavar=param.name.upper()
+            )
             parser.add_argument(param.name, **kwargs)
             continue
         flag = "--" + param.name.replace("_", "-")

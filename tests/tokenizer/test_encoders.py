@@ -13,7 +13,9 @@ TINY = get_encoder_spec("tiny-test")
 
 def _tiny_timm() -> torch.nn.Module:
     torch.manual_seed(0)
-    return timm.create_model(TINY.timm_arch, pretrained=False, num_classes=0, **TINY.arch_overrides).eval()
+    return timm.create_model(
+        TINY.timm_arch, pretrained=False, num_classes=0, **TINY.arch_overrides
+    ).eval()
 
 
 def test_matches_timm_forward_features_without_prefix_tokens() -> None:
@@ -35,10 +37,14 @@ def test_no_affine_final_norm_gives_unit_tokens() -> None:
 
 def test_layer_selection_prunes_later_blocks() -> None:
     vit = _tiny_timm()
-    enc = VFMEncoder(TINY, image_size=56, layer=0, final_norm="none", state_dict=vit.state_dict()).eval()
+    enc = VFMEncoder(
+        TINY, image_size=56, layer=0, final_norm="none", state_dict=vit.state_dict()
+    ).eval()
     assert len(enc.blocks) == 1
     x = torch.rand(1, 3, 56, 56)
-    inter = vit.forward_intermediates((x - enc.mean) / enc.std, indices=[0], norm=False, intermediates_only=True)
+    inter = vit.forward_intermediates(
+        (x - enc.mean) / enc.std, indices=[0], norm=False, intermediates_only=True
+    )
     ref = inter[0].flatten(2).transpose(1, 2)  # (B, N, d)
     assert torch.allclose(enc(x), ref, atol=1e-6)
     with pytest.raises(ValueError, match="out of range"):
@@ -71,7 +77,9 @@ def test_paper_scale_encoders_construct_and_shape_check_on_meta(name: str) -> No
         enc = VFMEncoder(spec, image_size=size)
     tokens = enc(torch.empty(2, 3, size, size, device="meta"))
     assert tokens.shape == (2, (size // enc.patch_size) ** 2, enc.dim)
-    expected_dim = {"dinov2-small": 384, "dinov2-base": 768}.get(name, 1152 if "siglip" in name else 1024)
+    expected_dim = {"dinov2-small": 384, "dinov2-base": 768}.get(
+        name, 1152 if "siglip" in name else 1024
+    )
     assert enc.dim == expected_dim
 
 

@@ -33,7 +33,9 @@ def test_shapes_and_named_outputs(model: VQRAE, images: torch.Tensor) -> None:
     assert torch.isfinite(out.quantizer.loss)
 
 
-def test_decode_indices_of_tokenize_equals_decode_of_quantized_codes(model: VQRAE, images: torch.Tensor) -> None:
+def test_decode_indices_of_tokenize_equals_decode_of_quantized_codes(
+    model: VQRAE, images: torch.Tensor
+) -> None:
     via_indices = model.decode_indices(model.tokenize(images))
     via_codes = model.decode(model.quantize(model.encode(images)).codes)
     assert torch.equal(via_indices, via_codes)
@@ -42,7 +44,10 @@ def test_decode_indices_of_tokenize_equals_decode_of_quantized_codes(model: VQRA
 
 def test_save_load_round_trip_is_exact(model: VQRAE, images: torch.Tensor, tmp_path) -> None:
     model.save_pretrained(tmp_path / "ckpt")
-    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+    ]
     config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
     assert config["model_type"] == "vqrae" and config["codebook_size"] == 64
     loaded = VQRAE.from_pretrained(tmp_path / "ckpt")
@@ -51,7 +56,9 @@ def test_save_load_round_trip_is_exact(model: VQRAE, images: torch.Tensor, tmp_p
     assert set(load_file(str(tmp_path / "ckpt" / "model.safetensors"))) == set(model.state_dict())
 
 
-def test_half_precision_save_loads_back_to_float32(model: VQRAE, images: torch.Tensor, tmp_path) -> None:
+def test_half_precision_save_loads_back_to_float32(
+    model: VQRAE, images: torch.Tensor, tmp_path
+) -> None:
     model.save_pretrained(tmp_path / "fp16", dtype=torch.float16)
     loaded = VQRAE.from_pretrained(tmp_path / "fp16")
     assert all(p.dtype == torch.float32 for p in loaded.parameters())
@@ -63,7 +70,11 @@ def test_every_trainable_parameter_receives_a_gradient(model: VQRAE, images: tor
     out = model(images)
     loss = (out.recon - images).square().mean() + out.quantizer.loss
     loss.backward()
-    missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
+    missing = [
+        n
+        for n, p in model.named_parameters()
+        if p.requires_grad and (p.grad is None or not p.grad.any())
+    ]
     assert missing == []
 
 
@@ -95,7 +106,12 @@ def test_config_validation_names_the_field() -> None:
 
 def test_registry_lists_paper_and_offline_variants() -> None:
     names = vqrae.list_models()
-    for name in ("vqrae-siglip2-so400m-256", "vqrae-siglip2-so400m-512", "vqrae-internvit-300m-448", "vqrae-dinov2-s"):
+    for name in (
+        "vqrae-siglip2-so400m-256",
+        "vqrae-siglip2-so400m-512",
+        "vqrae-internvit-300m-448",
+        "vqrae-dinov2-s",
+    ):
         assert name in names
     with pytest.raises(ValueError, match="known models"):
         vqrae.create_model("vqrae-nope")
@@ -109,7 +125,9 @@ def test_registry_lists_paper_and_offline_variants() -> None:
         ("vqrae-internvit-300m-448", 448, 1024, 1024),
     ],
 )
-def test_paper_scale_variants_shape_check_on_meta(name: str, size: int, tokens: int, dim: int) -> None:
+def test_paper_scale_variants_shape_check_on_meta(
+    name: str, size: int, tokens: int, dim: int
+) -> None:
     model = vqrae.create_model(name, device="meta")
     assert model.config.codebook_size == 16384 and model.config.codebook_dim == 1536
     assert len(model.decoder.blocks) == len(model.encoder.blocks)  # mirrored decoder

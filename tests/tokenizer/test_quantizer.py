@@ -82,7 +82,9 @@ def test_loss_weighting_and_gradient_routing(vq: SimVQ) -> None:
     assert torch.allclose(out.codebook_loss, expected_commit)  # same value, different gradients
     assert torch.allclose(out.loss, out.codebook_loss + 0.25 * out.commitment_loss)
     # The codebook term trains only W; the commitment term only the input.
-    grad_w = torch.autograd.grad(out.commitment_loss, vq.codebook_transform.weight, allow_unused=True)[0]
+    grad_w = torch.autograd.grad(
+        out.commitment_loss, vq.codebook_transform.weight, allow_unused=True
+    )[0]
     assert grad_w is None or torch.count_nonzero(grad_w) == 0
     (grad_z,) = torch.autograd.grad(out.codebook_loss, z, retain_graph=True, allow_unused=True)
     assert grad_z is None or torch.count_nonzero(grad_z) == 0
@@ -107,7 +109,9 @@ def test_indices_to_codes_uses_projected_codebook(vq: SimVQ) -> None:
     idx = torch.arange(10)
     raw = vq.codebook[idx]
     assert not torch.allclose(vq.indices_to_codes(idx), raw)
-    assert torch.allclose(vq.indices_to_codes(idx), raw @ vq.codebook_transform.weight.t(), atol=1e-6)
+    assert torch.allclose(
+        vq.indices_to_codes(idx), raw @ vq.codebook_transform.weight.t(), atol=1e-6
+    )
 
 
 def test_every_parameter_gets_a_gradient(vq: SimVQ) -> None:
@@ -134,14 +138,21 @@ def test_usage_counts_in_training_only(vq: SimVQ) -> None:
 def test_rejects_wrong_input_width_and_bad_arguments(vq: SimVQ) -> None:
     with pytest.raises(ValueError, match="last dimension 24"):
         vq(torch.randn(2, 3, 23))
-    for kwargs in ({"codebook_size": 1, "dim": 4}, {"codebook_size": 8, "dim": 0},
-                   {"codebook_size": 8, "dim": 4, "beta": -1.0}):
+    for kwargs in (
+        {"codebook_size": 1, "dim": 4},
+        {"codebook_size": 8, "dim": 0},
+        {"codebook_size": 8, "dim": 4, "beta": -1.0},
+    ):
         with pytest.raises(ValueError):
             SimVQ(**kwargs)
 
 
-def _usage_worker(rank: int, world_size: int, init_file: str, z: torch.Tensor, result: dict) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+def _usage_worker(
+    rank: int, world_size: int, init_file: str, z: torch.Tensor, result: dict
+) -> None:
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size
+    )
     try:
         torch.manual_seed(0)
         vq = SimVQ(codebook_size=64, dim=8).train()

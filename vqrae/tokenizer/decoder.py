@@ -86,7 +86,9 @@ class ViTDecoder(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
-    def forward(self, latents: torch.Tensor, grid_size: tuple[int, int] | None = None) -> torch.Tensor:
+    def forward(
+        self, latents: torch.Tensor, grid_size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         """Decode latents (B, N, d_in) on a (h, w) grid to images (B, 3, h*p, w*p).
 
         The output is in the normalised pixel space [-1, 1] (unclamped); :class:`VQRAE` maps it
@@ -98,12 +100,16 @@ class ViTDecoder(nn.Module):
             raise ValueError(f"grid {grid_h}x{grid_w} does not hold {num_tokens} tokens")
         pos = self.pos_embed
         if (grid_h, grid_w) != self.grid_size:
-            pos = resample_abs_pos_embed(pos, new_size=(grid_h, grid_w), old_size=self.grid_size, num_prefix_tokens=0)
+            pos = resample_abs_pos_embed(
+                pos, new_size=(grid_h, grid_w), old_size=self.grid_size, num_prefix_tokens=0
+            )
         x = self.embed(latents) + pos  # (B, N, width)
         x = self.blocks(x)
         x = self.head(self.norm(x))  # (B, N, p*p*3)
         p = self.patch_size
-        return rearrange(x, "b (h w) (p1 p2 c) -> b c (h p1) (w p2)", h=grid_h, w=grid_w, p1=p, p2=p)
+        return rearrange(
+            x, "b (h w) (p1 p2 c) -> b c (h p1) (w p2)", h=grid_h, w=grid_w, p1=p, p2=p
+        )
 
 
 def _square_grid(num_tokens: int) -> tuple[int, int]:

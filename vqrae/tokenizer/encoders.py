@@ -58,9 +58,21 @@ def _register(spec: EncoderSpec) -> None:
     ENCODERS[spec.name] = spec
 
 
-_register(EncoderSpec("dinov2-small", "vit_small_patch14_dinov2", "dinov2-small", {}, "DINOv2 ViT-S/14 (d=384)"))
-_register(EncoderSpec("dinov2-base", "vit_base_patch14_dinov2", "dinov2-base", {}, "DINOv2 ViT-B/14 (d=768)"))
-_register(EncoderSpec("dinov2-large", "vit_large_patch14_dinov2", "dinov2-large", {}, "DINOv2 ViT-L/14 (d=1024)"))
+_register(
+    EncoderSpec(
+        "dinov2-small", "vit_small_patch14_dinov2", "dinov2-small", {}, "DINOv2 ViT-S/14 (d=384)"
+    )
+)
+_register(
+    EncoderSpec(
+        "dinov2-base", "vit_base_patch14_dinov2", "dinov2-base", {}, "DINOv2 ViT-B/14 (d=768)"
+    )
+)
+_register(
+    EncoderSpec(
+        "dinov2-large", "vit_large_patch14_dinov2", "dinov2-large", {}, "DINOv2 ViT-L/14 (d=1024)"
+    )
+)
 _register(
     EncoderSpec(
         "siglip2-so400m-p16-256",
@@ -149,7 +161,9 @@ class VFMEncoder(nn.Module):
     ) -> None:
         super().__init__()
         if final_norm not in ("affine", "no_affine", "none"):
-            raise ValueError(f"final_norm must be 'affine', 'no_affine' or 'none', got {final_norm!r}")
+            raise ValueError(
+                f"final_norm must be 'affine', 'no_affine' or 'none', got {final_norm!r}"
+            )
         self.spec = spec
         vit = timm.create_model(
             spec.timm_arch,
@@ -206,7 +220,9 @@ class VFMEncoder(nn.Module):
         if final_norm == "affine":
             return norm
         if not isinstance(norm, nn.LayerNorm):
-            raise ValueError(f"final_norm='no_affine' needs a LayerNorm, found {type(norm).__name__}")
+            raise ValueError(
+                f"final_norm='no_affine' needs a LayerNorm, found {type(norm).__name__}"
+            )
         return nn.LayerNorm(norm.normalized_shape, eps=norm.eps, elementwise_affine=False)
 
     @property
@@ -267,7 +283,9 @@ def _load_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], name: st
     if pos is not None and pos.shape != model.pos_embed.shape:
         prefix = 0 if model.no_embed_class else model.num_prefix_tokens
         grid = model.patch_embed.grid_size
-        state_dict["pos_embed"] = resample_abs_pos_embed(pos, new_size=grid, num_prefix_tokens=prefix)
+        state_dict["pos_embed"] = resample_abs_pos_embed(
+            pos, new_size=grid, num_prefix_tokens=prefix
+        )
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
     # The classifier head was removed (num_classes=0); anything else must match exactly.
     unexpected = [k for k in unexpected if not k.startswith("head.")]

@@ -214,7 +214,9 @@ class VQRAE(nn.Module):
         return self.forward(images, clamp=True).recon
 
     # ------------------------------------------------------------------ persistence
-    def save_pretrained(self, directory: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+    def save_pretrained(
+        self, directory: str | os.PathLike, dtype: torch.dtype | None = None
+    ) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically).
 
         Args:
@@ -249,7 +251,9 @@ class VQRAE(nn.Module):
                 raise FileNotFoundError(f"{path} not found: not a VQRAE checkpoint directory")
         data = json.loads(config_path.read_text())
         if data.get("model_type", MODEL_TYPE) != MODEL_TYPE:
-            raise ValueError(f"{config_path}: model_type is {data.get('model_type')!r}, not 'vqrae'")
+            raise ValueError(
+                f"{config_path}: model_type is {data.get('model_type')!r}, not 'vqrae'"
+            )
         config = VQRAEConfig.from_dict(data)
         with torch.device("meta"):
             model = cls(config)

@@ -103,7 +103,9 @@ def get_variant(name: str) -> ModelVariant:
     try:
         return _VARIANTS[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
+        raise ValueError(
+            f"unknown model {name!r}; known models: {', '.join(list_models())}"
+        ) from None
 
 
 def create_model(
@@ -129,7 +131,9 @@ def create_model(
     if checkpoint is not None:
         model = VQRAE.from_directory(checkpoint, device=device)
         if model.config.to_dict() != config.to_dict():
-            raise ValueError(f"checkpoint {checkpoint} was saved with a different config than {name!r}")
+            raise ValueError(
+                f"checkpoint {checkpoint} was saved with a different config than {name!r}"
+            )
         return model
     if device is not None and torch.device(device).type == "meta":
         with torch.device("meta"):
