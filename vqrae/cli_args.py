@@ -77,7 +77,9 @@ def add_function_command(
             kwargs.update(action=argparse.BooleanOptionalAction, default=param.default)
         else:
             default = None if required else param.default
-            kwargs.update(type=item_type, default=default, nargs="+" if is_list else None)
+            kwargs.update(type=item_type, default=default)
+            if is_list:  # repeatable: --set a=1 --set b=2 or --set a=1 b=2
+                kwargs.update(nargs="+", action="extend")
             kwargs.update(metavar=param.name.upper().replace("_", "-"), required=required)
             if default is not None and not is_list:
                 kwargs["help"] += f" (default: {param.default})"

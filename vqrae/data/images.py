@@ -34,6 +34,7 @@ __all__ = [
     "pil_to_tensor",
     "save_image",
     "tensor_to_pil",
+    "to_rgb",
 ]
 
 IMAGE_EXTENSIONS = frozenset(
@@ -73,7 +74,7 @@ def list_images(inputs: Iterable[str | os.PathLike], recursive: bool = True) -> 
     return paths
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB (see the module docstring)."""
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
@@ -109,7 +110,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         with Image.open(path) as image:
             image.load()
             image = ImageOps.exif_transpose(image) or image
-            rgb = _to_rgb(image)
+            rgb = to_rgb(image)
     except UnidentifiedImageError:
         raise ImageReadError(path, "not an image Pillow can identify") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
@@ -163,3 +164,6 @@ def iter_loaded(
             yield path, None, exc
         else:
             yield path, tensor, None
+
+
+_to_rgb = to_rgb  # former private name, kept for internal callers

@@ -13,10 +13,18 @@ from typing import Any
 
 import torch
 
-from vqrae.tokenizer.encoders import get_encoder_spec
+from vqrae.tokenizer.encoders import VFMEncoder, get_encoder_spec
 from vqrae.tokenizer.model import VQRAE, VQRAEConfig
 
-__all__ = ["ModelVariant", "create_model", "get_variant", "list_models", "register_model"]
+__all__ = [
+    "ModelVariant",
+    "create_model",
+    "get_variant",
+    "list_models",
+    "load_pretrained_encoder",
+    "pretrained_encoder_kwargs",
+    "register_model",
+]
 
 
 @dataclass(frozen=True)
@@ -138,14 +146,39 @@ def create_model(
     if device is not None and torch.device(device).type == "meta":
         with torch.device("meta"):
             return VQRAE(config)
-    spec = get_encoder_spec(config.encoder)
-    kwargs: dict[str, Any] = {}
-    if pretrained and spec.asset is not None:
-        from vqrae import assets
-
-        kwargs["encoder_state_dict"] = assets.load_state_dict(spec.asset)
-        meta = assets.load_config(spec.asset)
-        kwargs["encoder_mean"] = tuple(meta["mean"]) if "mean" in meta else None
-        kwargs["encoder_std"] = tuple(meta["std"]) if "std" in meta else None
+    kwargs = pretrained_encoder_kwargs(config.encoder) if pretrained else {}
     model = VQRAE(config, **kwargs)
     return model.to(device) if device is not None else model
+
+
+def pretrained_encoder_kwargs(encoder: str) -> dict[str, Any]:
+    """Weights and normalisation of a registered encoder, through :mod:`vqrae.assets`.
+
+    Returns the ``encoder_state_dict`` / ``encoder_mean`` / ``encoder_std`` keyword arguments
+    of :class:`VQRAE` (empty for encoders without pretrained weights).
+    """
+    spec = get_encoder_spec(encoder)
+    if spec.asset is None:
+        return {}
+    from vqrae import assets
+
+    meta = assets.load_config(spec.asset)
+    return {
+        "encoder_state_dict": assets.load_state_dict(spec.asset),
+        "encoder_mean": tuple(meta["mean"]) if "mean" in meta else None,
+        "encoder_std": tuple(meta["std"]) if "std" in meta else None,
+    }
+
+
+def load_pretrained_encoder(config: VQRAEConfig) -> VFMEncoder:
+    """The encoder of ``config`` with its original pretrained weights (the stage-2 teacher)."""
+    kwargs = pretrained_encoder_kwargs(config.encoder)
+    return VFMEncoder(
+        get_encoder_spec(config.encoder),
+        image_size=config.image_size,
+        layer=config.encoder_layer,
+        final_norm=config.encoder_final_norm,
+        state_dict=kwargs.get("encoder_state_dict"),
+        mean=kwargs.get("encoder_mean"),
+        std=kwargs.get("encoder_std"),
+    )

@@ -1,0 +1,294 @@
+"""Training: exact resume after SIGKILL, 2-process DDP == 1 process, data stream, objective."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from safetensors.torch import load_file
+
+import vqrae
+from vqrae.data.training import (
+    StepSampler,
+    TrainImageDataset,
+    collate_images,
+    open_collection,
+    split_indices,
+)
+from vqrae.tokenizer.checkpoint import find_latest, load_checkpoint
+from vqrae.tokenizer.objective import ObjectiveConfig, TokenizerObjective
+from vqrae.tokenizer.train_config import load_train_config, parse_set_overrides
+from vqrae.tokenizer.trainer import lr_factor
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    for i in range(14):
+        base = rng.random(3) * 255
+        noise = rng.random((70, 84, 3)) * 60
+        Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8)).save(
+            folder / f"img{i:02d}.png"
+        )
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    return folder
+
+
+def _recipe(tmp_path: Path, image_folder: Path, **extra) -> Path:
+    recipe = {
+        "model": "vqrae-test-tiny",
+        "steps": 12,
+        "batch_size": 4,
+        "grad_accum": 2,
+        "ema_decay": 0.9,
+        "log_every": 1,
+        "image_every": 0,
+        "eval_every": 0,
+        "checkpoint_every": 3,
+        "keep_checkpoints": 2,
+        "data": {"train": str(image_folder), "val_count": 3, "num_workers": 0},
+        "optim": {"warmup_steps": 2},
+        "objective": {"perceptual_weight": 0.0},
+        "stages": {
+            2: {"objective": {"distill_weight": 1.0, "gan_weight": 0.1, "gan_start_step": 2}}
+        },
+    }
+    recipe.update(extra)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def _train_cmd(recipe: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "vqrae.cli",
+        "train-tokenizer",
+        "--config",
+        str(recipe),
+        "--out",
+        str(out),
+        "--stage",
+        "2",
+        "--no-progress",
+        *extra,
+    ]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path, image_folder) -> None:
+    recipe = _recipe(tmp_path, image_folder, steps=30)
+    full = tmp_path / "full"
+    subprocess.run(
+        _train_cmd(recipe, full), check=True, env=_env(), timeout=300, capture_output=True
+    )
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        _train_cmd(recipe, killed), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 240
+    while not (killed / "checkpoints" / "step_00000009").exists():
+        assert proc.poll() is None, "training ended before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    latest = find_latest(killed / "checkpoints")
+    assert latest is not None and int(latest.name.split("_")[1]) < 30
+    subprocess.run(
+        _train_cmd(recipe, killed, "--resume"),
+        check=True,
+        env=_env(),
+        timeout=300,
+        capture_output=True,
+    )
+
+    a_tensors, a_state = load_checkpoint(find_latest(full / "checkpoints"))
+    b_tensors, b_state = load_checkpoint(find_latest(killed / "checkpoints"))
+    assert a_state["step"] == b_state["step"] == 30
+    for group in ("model", "ema", "discriminator"):
+        assert a_tensors[group].keys() == b_tensors[group].keys()
+        for key in a_tensors[group]:
+            assert torch.equal(a_tensors[group][key], b_tensors[group][key]), (group, key)
+    assert torch.equal(a_state["usage_counts"], b_state["usage_counts"])
+    assert a_state["skipped_images"] == b_state["skipped_images"]
+    assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == [
+        "step_00000027",
+        "step_00000030",
+    ]
+    assert sorted(p.name for p in find_latest(killed / "checkpoints").iterdir()) == [
+        "discriminator.safetensors",
+        "ema.safetensors",
+        "model.safetensors",
+        "trainer_state.pt",
+    ]
+    exported = vqrae.VQRAE.from_pretrained(killed / "model")
+    assert exported.config.encoder == "tiny-test"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_equal_one_process_on_the_same_global_batch(tmp_path, image_folder) -> None:
+    recipe = _recipe(
+        tmp_path,
+        image_folder,
+        steps=3,
+        ema_decay=0.0,
+        checkpoint_every=3,
+        objective={"perceptual_weight": 0.0, "gan_start_step": 0},
+    )
+    one = tmp_path / "one"
+    two = tmp_path / "two"
+    subprocess.run(
+        _train_cmd(recipe, one), check=True, env=_env(), timeout=300, capture_output=True
+    )
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+    ]
+    cmd = _train_cmd(recipe, two)
+    result = subprocess.run(
+        torchrun + cmd[1:], env=_env(), timeout=300, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    a_tensors, a_state = load_checkpoint(find_latest(one / "checkpoints"))
+    b_tensors, b_state = load_checkpoint(find_latest(two / "checkpoints"))
+    assert torch.equal(a_state["usage_counts"], b_state["usage_counts"])
+    assert a_state["usage_counts"].sum() == 3 * 4 * 16  # steps x batch x tokens
+    assert a_state["skipped_images"] == b_state["skipped_images"]
+    for group in ("model", "discriminator"):
+        for key, value in a_tensors[group].items():
+            torch.testing.assert_close(
+                b_tensors[group][key], value, atol=2e-5, rtol=1e-4, msg=f"{group}.{key}"
+            )
+    moved = load_file(str(one / "model" / "model.safetensors"))
+    init = vqrae.create_model("vqrae-test-tiny").state_dict()
+    assert not torch.equal(moved["decoder.head.weight"], init["decoder.head.weight"])
+
+
+def test_step_sampler_splits_global_batches_and_resumes() -> None:
+    full = StepSampler(range(10), global_batch=4, accum=2, seed=3)
+    stream = [ref.index for ref, _ in zip(full, range(24), strict=False)]
+    assert sorted(stream[:10]) == list(range(10))  # first epoch is a permutation
+    ranks = [StepSampler(range(10), 4, accum=2, rank=r, world_size=2, seed=3) for r in range(2)]
+    per_rank = [[ref.index for ref, _ in zip(s, range(12), strict=False)] for s in ranks]
+    interleaved = []
+    for micro in range(12):  # micro-batch of 2 per step-half, 1 per rank
+        interleaved.append(per_rank[micro % 2][micro // 2])
+    assert interleaved == stream[:12]
+    resumed = StepSampler(range(10), 4, accum=2, seed=3, start_step=3)
+    assert [r.index for r, _ in zip(resumed, range(8), strict=False)] == stream[12:20]
+    with pytest.raises(ValueError, match="divisible"):
+        StepSampler(range(10), 5, accum=2)
+
+
+def test_split_is_fixed_by_seed_and_disjoint() -> None:
+    train, val = split_indices(100, 10, seed=0)
+    assert len(val) == 10 and not set(train) & set(val) and len(train) == 90
+    assert split_indices(100, 10, seed=0) == (train, val)
+    assert split_indices(100, 10, seed=1)[1] != val
+
+
+def test_dataset_replaces_and_counts_unreadable_images(image_folder) -> None:
+    collection = open_collection(image_folder)
+    broken = [i for i in range(len(collection)) if collection.name(i).endswith("broken.png")][0]
+    pool = [broken, 3, 5]
+    dataset = TrainImageDataset(collection, 56, pool=pool)
+    batch, skipped = collate_images([dataset[broken], dataset[3], dataset[5]])
+    assert skipped == 1 and batch.shape == (3, 3, 56, 56)
+    assert dataset[broken][0].shape == (3, 56, 56)
+    assert TrainImageDataset(collection, 56, train=False)[broken] is None
+
+
+def test_augmentation_is_a_function_of_the_seed(image_folder) -> None:
+    from vqrae.data.training import SampleRef
+
+    dataset = TrainImageDataset(open_collection(image_folder), 56)
+    assert torch.equal(dataset[SampleRef(0, 11)][0], dataset[SampleRef(0, 11)][0])
+    assert not torch.equal(dataset[SampleRef(0, 11)][0], dataset[SampleRef(0, 12)][0])
+
+
+def test_hf_dataset_directory_is_a_source(tmp_path) -> None:
+    datasets = pytest.importorskip("datasets")
+    images = [Image.new("RGB", (30, 40), (i * 20, 0, 0)) for i in range(5)]
+    ds = datasets.Dataset.from_dict({"image": images}).cast_column("image", datasets.Image())
+    ds.save_to_disk(str(tmp_path / "ds"))
+    collection = open_collection(tmp_path / "ds")
+    assert len(collection) == 5
+    assert collection.load(3).getpixel((0, 0)) == (60, 0, 0)
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor() -> None:
+    values = [lr_factor(s, warmup=10, total=100, final_ratio=0.25) for s in range(100)]
+    assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(values[10:], values[11:], strict=False))
+    assert lr_factor(100, 10, 100, 0.25) == pytest.approx(0.25)
+
+
+def test_config_merges_stage_and_overrides_and_names_unknown_keys(tmp_path, image_folder) -> None:
+    recipe = _recipe(tmp_path, image_folder)
+    cfg = load_train_config(recipe, stage=2, overrides=["optim.lr=2e-4", "steps=7"])
+    assert cfg.stage == 2 and cfg.steps == 7 and cfg.optim.lr == 2e-4
+    assert cfg.objective.distill_weight == 1.0 and cfg.objective.gan_weight == 0.1
+    assert load_train_config(recipe, stage=1).objective.distill_weight == 0.0
+    with pytest.raises(ValueError, match="optim.lrr"):
+        load_train_config(recipe, overrides=["optim.lrr=1"])
+    with pytest.raises(ValueError, match="key=value"):
+        parse_set_overrides(["steps"])
+
+
+def test_stage_two_objective_terms_and_gradients() -> None:
+    torch.manual_seed(0)
+    model = vqrae.create_model("vqrae-test-tiny").train()
+    import copy
+
+    teacher = copy.deepcopy(model.encoder)
+    objective = TokenizerObjective(
+        ObjectiveConfig(
+            perceptual_weight=0.0, distill_weight=1.0, gan_weight=0.1, adaptive_gan_weight=True
+        ),
+        teacher=teacher,
+    )
+    images = torch.rand(2, 3, 56, 56)
+    out = objective.generator_loss(model, images, step=0)
+    assert out.metrics["distill"] == 0.0  # student == teacher at the start
+    assert out.metrics["gan_weight"] > 0
+    objective.discriminator.requires_grad_(False)
+    out.loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    objective.discriminator.requires_grad_(True)
+    d_out = objective.discriminator_loss(images, out.recon, step=0)
+    d_out.loss.backward()
+    assert all(p.grad is not None for p in objective.discriminator.parameters())
+    assert d_out.metrics["gan_d"] > 0
+    with pytest.raises(ValueError, match="teacher"):
+        TokenizerObjective(ObjectiveConfig(perceptual_weight=0.0, distill_weight=1.0))

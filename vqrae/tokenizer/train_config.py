@@ -1,0 +1,255 @@
+"""Typed training recipe for the tokenizer, read from YAML.
+
+A recipe file holds the common settings at top level and per-stage differences under
+``stages: {1: {...}, 2: {...}}``; the stage chosen on the command line is merged over the
+common part, then ``--set key.sub=value`` overrides over that. Unknown keys are errors that name
+the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from vqrae.tokenizer.objective import ObjectiveConfig
+
+__all__ = ["DataConfig", "OptimConfig", "TrainConfig", "load_train_config", "parse_set_overrides"]
+
+
+@dataclass
+class DataConfig:
+    """Where images come from and how they are split and cropped.
+
+    Attributes:
+        train: image folder, ``save_to_disk`` dataset directory, or ``hf:NAME[:split]``.
+        val_count: images held out for validation (a fixed split by ``split_seed``).
+        split_seed: seed of the train/validation split.
+        image_size: training resolution (``None``: the model's).
+        max_scale: random resize of the shorter side in [size, size * max_scale] before the crop.
+        num_workers: data-loading worker processes per training process.
+    """
+
+    train: str = ""
+    val_count: int = 50
+    split_seed: int = 0
+    image_size: int | None = None
+    max_scale: float = 1.25
+    num_workers: int = 2
+
+    def __post_init__(self) -> None:
+        if self.val_count < 0:
+            raise ValueError(f"data.val_count must be >= 0, got {self.val_count}")
+        if self.num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up and cosine decay (per parameter group).
+
+    Attributes:
+        lr: peak learning rate of the decoder, projections and codebook map.
+        min_lr: final learning rate of that group (cosine end point).
+        encoder_lr: encoder learning rate when it is trained (stage 2); decays alike.
+        betas, weight_decay: AdamW settings (no decay on biases, norms, position embeddings).
+        warmup_steps: linear warm-up from 0.
+        grad_clip: max global gradient norm (0 disables).
+        disc_lr, disc_betas: discriminator optimizer.
+    """
+
+    lr: float = 4e-4
+    min_lr: float = 1e-4
+    encoder_lr: float = 1e-5
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 1e-4
+    warmup_steps: int = 2000
+    grad_clip: float = 1.0
+    disc_lr: float = 4e-5
+    disc_betas: tuple[float, float] = (0.9, 0.999)
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)
+        self.disc_betas = tuple(self.disc_betas)
+        if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
+            raise ValueError(
+                f"optim.lr / optim.min_lr must satisfy 0 <= min_lr <= lr, got {self.lr}, {self.min_lr}"
+            )
+        if self.warmup_steps < 0 or self.grad_clip < 0:
+            raise ValueError("optim.warmup_steps and optim.grad_clip must be >= 0")
+
+
+@dataclass
+class TrainConfig:
+    """One training run of one stage.
+
+    Attributes:
+        model: registered variant to build (ignored when ``init_from`` is set).
+        model_overrides: VQRAEConfig fields that differ from the variant.
+        init_from: a ``save_pretrained`` directory to start from (stage 2 starts from stage 1).
+        stage: 1 (encoder frozen) or 2 (encoder trained, self-distillation on).
+        steps: optimizer steps of this stage.
+        batch_size: global batch per optimizer step (all processes, all accumulation steps).
+        grad_accum: micro-batches per optimizer step.
+        seed: seed of initialisation and of the data order / augmentation.
+        ema_decay: EMA of the trained weights (0 disables); the exported model uses the EMA.
+        precision: ``"auto"`` (bf16-mixed on CUDA, fp32 on CPU), ``"bf16-mixed"`` or ``"32"``.
+        compile: wrap the model with ``torch.compile``.
+        distributed: ``"ddp"`` or ``"fsdp"`` when launched with several processes.
+        log_every, image_every, eval_every, checkpoint_every: intervals in steps (0 disables).
+        keep_checkpoints: number of most recent checkpoints kept.
+        eval_images: validation images evaluated at each evaluation (0: all of the split).
+    """
+
+    model: str = "vqrae-dinov2-s"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
+    stage: int = 1
+    steps: int = 100_000
+    batch_size: int = 1024
+    grad_accum: int = 1
+    seed: int = 0
+    ema_decay: float = 0.9999
+    precision: Literal["auto", "bf16-mixed", "32"] = "auto"
+    compile: bool = False
+    distributed: Literal["ddp", "fsdp"] = "ddp"
+    log_every: int = 10
+    image_every: int = 1000
+    eval_every: int = 5000
+    eval_images: int = 0
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+
+    def __post_init__(self) -> None:
+        if self.stage not in (1, 2):
+            raise ValueError(f"stage must be 1 or 2, got {self.stage}")
+        if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError("steps, batch_size and grad_accum must be >= 1")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.precision not in ("auto", "bf16-mixed", "32"):
+            raise ValueError(
+                f"precision must be 'auto', 'bf16-mixed' or '32', got {self.precision!r}"
+            )
+        if self.distributed not in ("ddp", "fsdp"):
+            raise ValueError(f"distributed must be 'ddp' or 'fsdp', got {self.distributed!r}")
+        if self.keep_checkpoints < 1:
+            raise ValueError(f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+        if not self.data.train:
+            raise ValueError("data.train is required (an image folder or a dataset)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """Instantiate dataclass ``cls`` from a nested dict, naming unknown keys."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown config key(s): {', '.join(prefix + k for k in unknown)}")
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, prefix + key + ".")
+        else:
+            kwargs[key] = _coerce(value, hint, prefix + key)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, name: str) -> Any:
+    """Convert YAML scalars to the field's type (YAML reads ``4e-4`` as a string)."""
+    options = (
+        typing.get_args(hint)
+        if typing.get_origin(hint) in (typing.Union, types.UnionType)
+        else (hint,)
+    )
+    if value is None or any(
+        isinstance(value, t) for t in options if isinstance(t, type) and t is not float
+    ):
+        return value
+    for target in (int, float):
+        if (
+            target in options
+            and isinstance(value, (str, int, float))
+            and not isinstance(value, bool)
+        ):
+            try:
+                converted = target(value)
+            except ValueError:
+                continue
+            if target is int and isinstance(value, float) and converted != value:
+                continue
+            return converted
+    if isinstance(value, str) and any(t in options for t in (int, float)):
+        raise ValueError(f"{name}: expected a number, got {value!r}")
+    return value
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_set_overrides(items: list[str]) -> dict[str, Any]:
+    """``["optim.lr=1e-4", "steps=10"]`` -> nested dict (values parsed as YAML scalars)."""
+    result: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        node = result
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw)
+    return result
+
+
+def load_train_config(
+    path: str | os.PathLike, stage: int | None = None, overrides: list[str] | None = None
+) -> TrainConfig:
+    """Read a recipe, merge the chosen stage's section and ``--set`` overrides, validate."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ValueError(f"config file {path} not found") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: invalid YAML ({exc})") from None
+    stages = raw.pop("stages", {}) or {}
+    stage = stage if stage is not None else int(raw.get("stage", 1))
+    section = stages.get(stage, stages.get(str(stage), {})) or {}
+    merged = _deep_merge(raw, section)
+    merged["stage"] = stage
+    merged = _deep_merge(merged, parse_set_overrides(overrides or []))
+    train = merged.get("data", {}).get("train")
+    if (
+        isinstance(train, str)
+        and train
+        and not train.startswith("hf:")
+        and not os.path.isabs(train)
+    ):
+        # Relative data paths are relative to the recipe's folder when they exist there.
+        candidate = (path.parent / train).resolve()
+        if candidate.exists() and not Path(train).exists():
+            merged["data"]["train"] = str(candidate)
+    return _build(TrainConfig, merged)

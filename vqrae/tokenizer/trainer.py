@@ -1,0 +1,615 @@
+"""Two-stage VQRAE training: one entry point for one process or many (torchrun).
+
+Stage 1 freezes the encoder and trains the d->e projection, the codebook map W, the e->d
+projection and the decoder. Stage 2 unfreezes the encoder at its own learning rate and adds
+self-distillation to a frozen copy of the original encoder. Distribution comes from the
+launcher: under ``torchrun`` the model is wrapped in DDP (or FSDP), the data stream is split
+across processes, and the global batch stays what the recipe says.
+
+Resuming is exact: the data position and every augmentation are functions of the step (see
+:mod:`vqrae.data.training`), and the checkpoint holds the weights, EMA, optimizers, the
+discriminator and LeCam state, the RNG states and the counters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader
+
+from vqrae.data.training import (
+    StepSampler,
+    TrainImageDataset,
+    collate_images,
+    open_collection,
+    split_indices,
+)
+from vqrae.tokenizer.checkpoint import (
+    find_latest,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from vqrae.tokenizer.encoders import get_encoder_spec
+from vqrae.tokenizer.model import VQRAE
+from vqrae.tokenizer.objective import TokenizerObjective
+from vqrae.tokenizer.registry import create_model, load_pretrained_encoder
+from vqrae.tokenizer.train_config import TrainConfig
+from vqrae.utils.files import atomic_write
+from vqrae.utils.runtime import autocast, default_precision
+
+__all__ = ["DistributedContext", "TokenizerTrainer", "lr_factor"]
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------- distribution
+@dataclass
+class DistributedContext:
+    """Rank, world size and device of this process."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_environment(cls, device: str = "auto") -> DistributedContext:
+        """Read torchrun's variables; initialise the process group when there are several."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        use_cuda = torch.cuda.is_available() and device in ("auto", "cuda")
+        target = torch.device(f"cuda:{local}") if use_cuda else torch.device("cpu")
+        if use_cuda:
+            torch.cuda.set_device(target)
+        if world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if use_cuda else "gloo")
+        return cls(rank=rank, world_size=world, local_rank=local, device=target)
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def sum_int(self, value: int) -> int:
+        """Sum an integer over processes."""
+        if not self.enabled:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor)
+        return int(tensor.item())
+
+    def mean(self, values: dict[str, float]) -> dict[str, float]:
+        """Average scalar metrics over processes."""
+        if not self.enabled or not values:
+            return values
+        keys = sorted(values)
+        tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor)
+        return dict(zip(keys, (tensor / self.world_size).tolist(), strict=True))
+
+
+# ---------------------------------------------------------------------------- schedule
+def lr_factor(step: int, warmup: int, total: int, final_ratio: float) -> float:
+    """Linear warm-up to 1, then cosine decay to ``final_ratio`` at ``total`` steps."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return final_ratio + (1.0 - final_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _param_groups(model: VQRAE, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW groups: (encoder | rest) x (decay | no decay); frozen parameters left out."""
+    groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        part = "encoder" if name.startswith("encoder.") else "main"
+        no_decay = param.ndim < 2 or name.endswith("pos_embed") or "token" in name
+        groups.setdefault((part, no_decay), []).append(param)
+    out = []
+    for (part, no_decay), params in sorted(groups.items()):
+        base = cfg.optim.encoder_lr if part == "encoder" else cfg.optim.lr
+        out.append(
+            {
+                "params": params,
+                "base_lr": base,
+                "lr": base,
+                "weight_decay": 0.0 if no_decay else cfg.optim.weight_decay,
+                "name": f"{part}{'-no-decay' if no_decay else ''}",
+            }
+        )
+    return out
+
+
+class EMA:
+    """Exponential moving average of the trainable parameters (fp32 copies)."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.names = [n for n, p in model.named_parameters() if p.requires_grad]
+        params = dict(model.named_parameters())
+        self.shadow = {n: params[n].detach().float().clone() for n in self.names}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        params = dict(model.named_parameters())
+        torch._foreach_lerp_(
+            [self.shadow[n] for n in self.names],
+            [params[n].detach().float() for n in self.names],
+            1.0 - self.decay,
+        )
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self.shadow)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        missing = set(self.names) - set(state)
+        if missing:
+            raise ValueError(f"EMA state is missing {sorted(missing)[:5]}")
+        for name in self.names:
+            self.shadow[name].copy_(state[name])
+
+    def copy_to(self, model: nn.Module) -> None:
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for name in self.names:
+                params[name].copy_(self.shadow[name].to(params[name].dtype))
+
+
+def _git_revision() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+# ---------------------------------------------------------------------------- trainer
+class TokenizerTrainer:
+    """Trains one stage of VQRAE as described by a :class:`TrainConfig`.
+
+    Args:
+        config: the recipe (one stage).
+        out_dir: run folder: ``checkpoints/``, ``model/`` (export), ``tb/``, ``samples/``,
+            ``eval/``, ``config.yaml``, ``run.json``.
+        resume: continue from the latest checkpoint in ``out_dir`` (error if there is none).
+        context: the distributed context (default: from the environment).
+        progress: show a progress bar on the main process.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        out_dir: str | os.PathLike,
+        resume: bool = False,
+        context: DistributedContext | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.cfg = config
+        self.out = Path(out_dir)
+        self.ctx = context or DistributedContext.from_environment()
+        self.device = self.ctx.device
+        precision = (
+            config.precision if config.precision != "auto" else default_precision(self.device)
+        )
+        self.precision = precision
+        self.progress = progress
+        self.step = 0
+        self._skipped_before = 0  # unreadable images skipped by all processes before resuming
+        self._skipped_here = 0  # ... and by this process since
+
+        torch.manual_seed(config.seed)
+        self.model = self._build_model().to(self.device)
+        self._freeze_for_stage()
+        teacher = self._build_teacher() if config.objective.distill_weight > 0 else None
+        perceptual = None
+        if config.objective.perceptual_weight > 0:
+            from vqrae.eval.perceptual import load_lpips
+
+            perceptual = load_lpips(self.device)
+        torch.manual_seed(config.seed + 1)
+        self.objective = TokenizerObjective(config.objective, perceptual, teacher).to(self.device)
+        self.optimizer = torch.optim.AdamW(
+            _param_groups(self.model, config), betas=config.optim.betas, fused=None
+        )
+        self.disc_optimizer = None
+        if self.objective.discriminator is not None:
+            self.disc_optimizer = torch.optim.AdamW(
+                self.objective.discriminator.parameters(),
+                lr=config.optim.disc_lr,
+                betas=config.optim.disc_betas,
+                weight_decay=config.optim.weight_decay,
+            )
+        self.ema = EMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
+        self.train_model = self._wrap(self.model)
+
+        collection = open_collection(config.data.train)
+        self.collection = collection
+        self.train_indices, self.val_indices = split_indices(
+            len(collection), config.data.val_count, config.data.split_seed
+        )
+        self.image_size = config.data.image_size or self.model.config.image_size
+        if resume:
+            self._resume()
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.ctx.is_main:
+            self._write_run_files()
+
+    # ------------------------------------------------------------------ set-up
+    def _build_model(self) -> VQRAE:
+        if self.cfg.init_from:
+            model = VQRAE.from_pretrained(self.cfg.init_from)
+            if self.cfg.model_overrides:
+                raise ValueError("model_overrides cannot change a model loaded with init_from")
+            return model.train()
+        return create_model(self.cfg.model, **self.cfg.model_overrides).train()
+
+    def _build_teacher(self) -> nn.Module:
+        """The frozen original encoder: its pretrained weights, or for an encoder without
+        pretrained weights the (seeded, hence reproducible) initial one."""
+        if get_encoder_spec(self.model.config.encoder).asset is not None:
+            return load_pretrained_encoder(self.model.config).to(self.device)
+        import copy
+
+        return copy.deepcopy(self.model.encoder)
+
+    def _freeze_for_stage(self) -> None:
+        encoder_trains = self.cfg.stage == 2
+        self.model.encoder.requires_grad_(encoder_trains)
+        # A frozen encoder still needs its buffers; no dropout or norm statistics change.
+
+    def _wrap(self, model: VQRAE) -> nn.Module:
+        wrapped: nn.Module = model
+        if self.ctx.enabled:
+            if self.cfg.distributed == "fsdp":
+                from torch.distributed.fsdp import fully_shard
+
+                for block in [*model.decoder.blocks, *model.encoder.blocks]:
+                    fully_shard(block)
+                wrapped = fully_shard(model)
+            else:
+                from torch.nn.parallel import DistributedDataParallel
+
+                device_ids = [self.device.index] if self.device.type == "cuda" else None
+                wrapped = DistributedDataParallel(model, device_ids=device_ids)
+        if self.cfg.compile:
+            wrapped = torch.compile(wrapped)
+        return wrapped
+
+    def _write_run_files(self) -> None:
+        text = yaml.safe_dump(self.cfg.to_dict(), sort_keys=False)
+        atomic_write(self.out / "config.yaml", lambda p: p.write_text(text))
+        record = {
+            "git_revision": _git_revision(),
+            "world_size": self.ctx.world_size,
+            "device": str(self.device),
+            "precision": self.precision,
+            "train_images": len(self.train_indices),
+            "val_images": len(self.val_indices),
+            "resumed_at_step": self.step,
+        }
+        atomic_write(
+            self.out / "run.json", lambda p: p.write_text(json.dumps(record, indent=2) + "\n")
+        )
+
+    # ------------------------------------------------------------------ data
+    def _loader(self) -> DataLoader:
+        micro_total = self.cfg.batch_size // self.cfg.grad_accum
+        sampler = StepSampler(
+            self.train_indices,
+            global_batch=self.cfg.batch_size,
+            accum=self.cfg.grad_accum,
+            rank=self.ctx.rank,
+            world_size=self.ctx.world_size,
+            seed=self.cfg.seed,
+            start_step=self.step,
+        )
+        dataset = TrainImageDataset(
+            self.collection,
+            self.image_size,
+            train=True,
+            max_scale=self.cfg.data.max_scale,
+            pool=self.train_indices,
+        )
+        workers = self.cfg.data.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=micro_total // self.ctx.world_size,
+            sampler=sampler,
+            collate_fn=collate_images,
+            num_workers=workers,
+            persistent_workers=False,
+            prefetch_factor=2 if workers > 0 else None,
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+    def _disc_state(self) -> dict[str, torch.Tensor]:
+        state = {}
+        for prefix, module in (
+            ("discriminator.", self.objective.discriminator),
+            ("lecam.", self.objective.lecam),
+        ):
+            if module is not None:
+                state.update({prefix + k: v for k, v in module.state_dict().items()})
+        return state
+
+    def skipped_images(self) -> int:
+        """Unreadable images skipped so far by all processes (collective: call on every rank)."""
+        return self._skipped_before + self.ctx.sum_int(self._skipped_here)
+
+    def save(self) -> Path | None:
+        """Write a checkpoint of the current step (main process); others wait."""
+        path = None
+        skipped = self.skipped_images()
+        if self.ctx.is_main:
+            tensors = {"model": self.model.state_dict()}
+            if self.ema is not None:
+                tensors["ema"] = self.ema.state_dict()
+            disc = self._disc_state()
+            if disc:
+                tensors["discriminator"] = disc
+            state = {
+                "step": self.step,
+                "optimizer": self.optimizer.state_dict(),
+                "disc_optimizer": self.disc_optimizer.state_dict() if self.disc_optimizer else None,
+                "usage_counts": self.model.quantizer.usage_counts.cpu(),
+                "skipped_images": skipped,
+                "rng_torch": torch.get_rng_state(),
+                "config": json.dumps(self.cfg.to_dict()),
+            }
+            path = save_checkpoint(self.out / "checkpoints", self.step, tensors, state)
+            prune_checkpoints(self.out / "checkpoints", self.cfg.keep_checkpoints)
+        self.ctx.barrier()
+        return path
+
+    def _resume(self) -> None:
+        latest = find_latest(self.out / "checkpoints")
+        if latest is None:
+            raise ValueError(f"--resume: no checkpoint found under {self.out / 'checkpoints'}")
+        tensors, state = load_checkpoint(latest)
+        self.model.load_state_dict(tensors["model"], strict=True)
+        if self.ema is not None:
+            self.ema.load_state_dict(tensors["ema"])
+        disc = tensors.get("discriminator", {})
+        if self.objective.discriminator is not None:
+            self.objective.discriminator.load_state_dict(
+                {
+                    k[len("discriminator.") :]: v
+                    for k, v in disc.items()
+                    if k.startswith("discriminator.")
+                }
+            )
+            self.objective.lecam.load_state_dict(
+                {k[len("lecam.") :]: v for k, v in disc.items() if k.startswith("lecam.")}
+            )
+            self.disc_optimizer.load_state_dict(state["disc_optimizer"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.model.quantizer.usage_counts.copy_(state["usage_counts"])
+        self._skipped_before = int(state["skipped_images"])
+        self.step = int(state["step"])
+        torch.set_rng_state(state["rng_torch"])
+        log.info("resumed from %s at step %d", latest, self.step)
+
+    # ------------------------------------------------------------------ one step
+    def _set_lr(self) -> None:
+        cfg = self.cfg.optim
+        factor_main = lr_factor(self.step, cfg.warmup_steps, self.cfg.steps, cfg.min_lr / cfg.lr)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor_main
+
+    def _sync_disc_grads(self) -> None:
+        if not self.ctx.enabled:
+            return
+        for param in self.objective.discriminator.parameters():
+            if param.grad is not None:
+                dist.all_reduce(param.grad)
+                param.grad /= self.ctx.world_size
+
+    def train_step(self, batches: list[torch.Tensor]) -> dict[str, float]:
+        """One optimizer step over ``grad_accum`` micro-batches; returns averaged metrics."""
+        self._set_lr()
+        accum = len(batches)
+        sums: dict[str, torch.Tensor] = {}
+        kept: list[tuple[torch.Tensor, torch.Tensor]] = []
+        gan = self.objective.gan_active(self.step)
+        if self.objective.discriminator is not None:
+            self.objective.discriminator.requires_grad_(False)
+        for i, images in enumerate(batches):
+            sync = i == accum - 1 or not self.ctx.enabled or self.cfg.distributed != "ddp"
+            no_sync = contextlib.nullcontext() if sync else self.train_model.no_sync()
+            with no_sync:
+                with autocast(self.device, self.precision):
+                    out = self.objective.generator_loss(self.train_model, images, self.step)
+                (out.loss / accum).backward()
+            for key, value in out.metrics.items():
+                sums[key] = sums.get(key, 0.0) + value / accum
+            if gan:
+                kept.append((images, out.recon))
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.cfg.optim.grad_clip > 0:
+            sums["grad_norm"] = torch.nn.utils.clip_grad_norm_(
+                params, self.cfg.optim.grad_clip
+            ).detach()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.model)
+        if gan:
+            disc = self.objective.discriminator
+            disc.requires_grad_(True)
+            for images, recon in kept:
+                with autocast(self.device, self.precision):
+                    d_out = self.objective.discriminator_loss(images, recon, self.step)
+                (d_out.loss / accum).backward()
+                for key, value in d_out.metrics.items():
+                    sums[key] = sums.get(key, 0.0) + value / accum
+            self._sync_disc_grads()
+            if self.cfg.optim.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(disc.parameters(), self.cfg.optim.grad_clip)
+            self.disc_optimizer.step()
+            self.disc_optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return {k: float(v) for k, v in sums.items()}
+
+    # ------------------------------------------------------------------ eval / export
+    def eval_model(self) -> VQRAE:
+        """A copy of the model carrying the EMA weights (or the raw ones), in eval mode."""
+        import copy
+
+        model = copy.deepcopy(self.model)
+        if self.ema is not None:
+            self.ema.copy_to(model)
+        return model.eval()
+
+    def export(self, dtype: torch.dtype | None = None) -> Path:
+        """Write the (EMA) model as a ``save_pretrained`` directory ``out/model``."""
+        path = self.out / "model"
+        if self.ctx.is_main:
+            self.eval_model().save_pretrained(path, dtype=dtype)
+        self.ctx.barrier()
+        return path
+
+    def validate(self, writer: Any | None = None) -> dict[str, float] | None:
+        """Run the reconstruction evaluation on the validation split (main process)."""
+        if not self.ctx.is_main or not self.val_indices:
+            return None
+        from vqrae.eval.recon import evaluate_collection
+
+        indices = self.val_indices[: self.cfg.eval_images or None]
+        result = evaluate_collection(
+            self.eval_model(),
+            self.collection,
+            indices,
+            size=self.image_size,
+            out_dir=self.out / "eval" / f"step_{self.step:08d}",
+            device=self.device,
+        )
+        if writer is not None:
+            for key, value in result.items():
+                if isinstance(value, (int, float)) and value is not None:
+                    writer.add_scalar(f"val/{key}", value, self.step)
+        return result
+
+    def _log_images(self, writer: Any | None, images: torch.Tensor) -> None:
+        from vqrae.data.images import save_image
+
+        with torch.no_grad():
+            model = self.eval_model()
+            recon = model.reconstruct(images[:8])
+        grid = torch.cat(
+            [torch.cat(list(images[:8].cpu()), dim=-1), torch.cat(list(recon.cpu()), dim=-1)],
+            dim=-2,
+        )
+        save_image(grid, self.out / "samples" / f"step_{self.step:08d}.png")
+        if writer is not None:
+            writer.add_image("reconstructions", grid, self.step)
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> Path:
+        """Train until ``config.steps``; returns the exported model directory."""
+        cfg = self.cfg
+        writer = self._tensorboard()
+        loader = iter(self._loader())
+        bar = None
+        if self.progress and self.ctx.is_main:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(
+                total=cfg.steps,
+                initial=self.step,
+                desc=f"stage {cfg.stage}",
+                unit="step",
+                dynamic_ncols=True,
+            )
+        window: list[dict[str, float]] = []
+        start = time.perf_counter()
+        while self.step < cfg.steps:
+            batches = []
+            for _ in range(cfg.grad_accum):
+                images, skipped = next(loader)
+                self._skipped_here += skipped
+                batches.append(images.to(self.device, non_blocking=True))
+            metrics = self.train_step(batches)
+            window.append(metrics)
+            if bar is not None:
+                bar.update(1)
+            if cfg.log_every and self.step % cfg.log_every == 0:
+                averaged = self.ctx.mean(
+                    {k: float(np.mean([m.get(k, 0.0) for m in window])) for k in window[-1]}
+                )
+                averaged["usage"] = self.model.quantizer.codebook_usage()
+                skipped = self.skipped_images()  # collective: every process is here
+                averaged["imgs_per_s"] = (
+                    cfg.batch_size * len(window) / max(time.perf_counter() - start, 1e-9)
+                )
+                window, start = [], time.perf_counter()
+                if bar is not None:
+                    bar.set_postfix(
+                        {
+                            k: f"{averaged[k]:.4g}"
+                            for k in ("loss", "l2", "lpips", "usage")
+                            if k in averaged
+                        }
+                    )
+                if writer is not None:
+                    for key, value in averaged.items():
+                        writer.add_scalar(f"train/{key}", value, self.step)
+                    writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.step)
+                    writer.add_scalar("train/skipped_images", skipped, self.step)
+            if self.ctx.is_main and cfg.image_every and self.step % cfg.image_every == 0:
+                self._log_images(writer, batches[0])
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                self.save()
+            if cfg.eval_every and self.step % cfg.eval_every == 0:
+                self.validate(writer)
+                self.ctx.barrier()
+        if bar is not None:
+            bar.close()
+        if find_latest(self.out / "checkpoints") is None or self.step % max(
+            cfg.checkpoint_every, 1
+        ):
+            self.save()
+        path = self.export()
+        if writer is not None:
+            writer.close()
+        return path
+
+    def _tensorboard(self) -> Any | None:
+        if not self.ctx.is_main:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            log.info("tensorboard is not installed; scalars go to the progress bar only")
+            return None
+        return SummaryWriter(str(self.out / "tb"))
