@@ -20,11 +20,11 @@ from torch.utils.data import Dataset, Sampler
 
 from vqrae.data.images import (
     ImageReadError,
-    to_rgb,
     center_crop_resize,
     list_images,
     load_image,
     pil_to_tensor,
+    to_rgb,
 )
 
 __all__ = [
