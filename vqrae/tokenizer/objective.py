@@ -41,6 +41,11 @@ class ObjectiveConfig:
         lecam_weight: LeCam regularisation weight for the discriminator (0 disables).
         lecam_decay: EMA decay of the LeCam logit averages.
         disc_channels, disc_layers: discriminator size.
+        perceptual_crop: apply LPIPS to one random ``crop x crop`` window per step (the same
+            window in both images) instead of the whole image; 0 uses the whole image. LPIPS
+            and its backward dominate a CPU step, and its cost falls with the window's area.
+        seed: seed of the window positions (a function of ``(seed, step)``, so resuming and
+            multi-process runs see the same windows).
     """
 
     l2_weight: float = 1.0
@@ -54,6 +59,8 @@ class ObjectiveConfig:
     lecam_decay: float = 0.999
     disc_channels: int = 64
     disc_layers: int = 3
+    perceptual_crop: int = 0
+    seed: int = 0
 
     def __post_init__(self) -> None:
         for name in (
@@ -66,6 +73,8 @@ class ObjectiveConfig:
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"objective.{name} must be >= 0, got {getattr(self, name)}")
+        if self.perceptual_crop < 0:
+            raise ValueError(f"objective.perceptual_crop must be >= 0, got {self.perceptual_crop}")
         if self.gan_start_step < 0:
             raise ValueError(f"objective.gan_start_step must be >= 0, got {self.gan_start_step}")
 
@@ -143,7 +152,8 @@ class TokenizerObjective(nn.Module):
         rec_loss = cfg.l2_weight * l2
         metrics: dict[str, torch.Tensor] = {"l2": l2.detach()}
         if cfg.perceptual_weight > 0:
-            perceptual = self.perceptual(recon, target).mean()
+            crop_recon, crop_target = self._perceptual_window(recon, target, step)
+            perceptual = self.perceptual(crop_recon, crop_target).mean()
             rec_loss = rec_loss + cfg.perceptual_weight * perceptual
             metrics["lpips"] = perceptual.detach()
         quant = out.quantizer.loss
@@ -171,6 +181,19 @@ class TokenizerObjective(nn.Module):
             recon=out.recon.detach(),
             indices=out.indices.detach(),
         )
+
+    def _perceptual_window(
+        self, recon: torch.Tensor, target: torch.Tensor, step: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        size = self.config.perceptual_crop
+        height, width = target.shape[-2:]
+        if size == 0 or (size >= height and size >= width):
+            return recon, target
+        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
+        top = int(torch.randint(0, max(height - size, 0) + 1, (1,), generator=generator))
+        left = int(torch.randint(0, max(width - size, 0) + 1, (1,), generator=generator))
+        window = (..., slice(top, top + size), slice(left, left + size))
+        return recon[window], target[window]
 
     def _adaptive_weight(
         self, model: nn.Module, rec_loss: torch.Tensor, g_loss: torch.Tensor
