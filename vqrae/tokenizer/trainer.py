@@ -145,7 +145,11 @@ def _param_groups(model: VQRAE, cfg: TrainConfig) -> list[dict[str, Any]]:
 
 
 class EMA:
-    """Exponential moving average of the trainable parameters (fp32 copies)."""
+    """Exponential moving average of the trainable parameters (fp32 copies).
+
+    Under FSDP the copies are sharded like the parameters; :meth:`state_dict` gathers them
+    (a collective call) and :meth:`load_state_dict` shards full tensors again.
+    """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = decay
@@ -163,20 +167,32 @@ class EMA:
         )
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return dict(self.shadow)
+        return {n: _full(t).cpu() for n, t in self.shadow.items()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         missing = set(self.names) - set(state)
         if missing:
             raise ValueError(f"EMA state is missing {sorted(missing)[:5]}")
         for name in self.names:
-            self.shadow[name].copy_(state[name])
+            self.shadow[name] = _like(state[name].float(), self.shadow[name])
 
-    def copy_to(self, model: nn.Module) -> None:
-        params = dict(model.named_parameters())
-        with torch.no_grad():
-            for name in self.names:
-                params[name].copy_(self.shadow[name].to(params[name].dtype))
+
+def _full(tensor: torch.Tensor) -> torch.Tensor:
+    """The whole tensor behind a (possibly sharded) DTensor; collective for DTensors."""
+    from torch.distributed.tensor import DTensor
+
+    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+
+
+def _like(full: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """``full`` placed like ``reference`` (sharded again when ``reference`` is a DTensor)."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    if isinstance(reference, DTensor):
+        return distribute_tensor(
+            full.to(reference.device), reference.device_mesh, reference.placements
+        )
+    return full.to(reference.device).clone()
 
 
 def _git_revision() -> str | None:
@@ -239,6 +255,7 @@ class TokenizerTrainer:
             perceptual = load_lpips(self.device)
         torch.manual_seed(config.seed + 1)
         self.objective = TokenizerObjective(config.objective, perceptual, teacher).to(self.device)
+        self.train_model = self._wrap(self.model)  # before the optimizer: FSDP swaps parameters
         self.optimizer = torch.optim.AdamW(
             _param_groups(self.model, config), betas=config.optim.betas, fused=None
         )
@@ -251,7 +268,6 @@ class TokenizerTrainer:
                 weight_decay=config.optim.weight_decay,
             )
         self.ema = EMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
-        self.train_model = self._wrap(self.model)
 
         collection = open_collection(config.data.train)
         self.collection = collection
@@ -368,19 +384,20 @@ class TokenizerTrainer:
         return self._skipped_before + self.ctx.sum_int(self._skipped_here)
 
     def save(self) -> Path | None:
-        """Write a checkpoint of the current step (main process); others wait."""
+        """Write a checkpoint of the current step (collective; the main process writes)."""
         path = None
         skipped = self.skipped_images()
+        tensors = {"model": self.full_model_state()}
+        if self.ema is not None:
+            tensors["ema"] = self.ema.state_dict()
+        optimizer_state = self._optimizer_state()
         if self.ctx.is_main:
-            tensors = {"model": self.model.state_dict()}
-            if self.ema is not None:
-                tensors["ema"] = self.ema.state_dict()
             disc = self._disc_state()
             if disc:
                 tensors["discriminator"] = disc
             state = {
                 "step": self.step,
-                "optimizer": self.optimizer.state_dict(),
+                "optimizer": optimizer_state,
                 "disc_optimizer": self.disc_optimizer.state_dict() if self.disc_optimizer else None,
                 "usage_counts": self.model.quantizer.usage_counts.cpu(),
                 "skipped_images": skipped,
@@ -397,7 +414,20 @@ class TokenizerTrainer:
         if latest is None:
             raise ValueError(f"--resume: no checkpoint found under {self.out / 'checkpoints'}")
         tensors, state = load_checkpoint(latest)
-        self.model.load_state_dict(tensors["model"], strict=True)
+        fsdp = self.ctx.enabled and self.cfg.distributed == "fsdp"
+        if fsdp:
+            from torch.distributed.checkpoint.state_dict import (
+                set_model_state_dict,
+                set_optimizer_state_dict,
+            )
+
+            set_model_state_dict(self.model, tensors["model"], options=self._state_options())
+            set_optimizer_state_dict(
+                self.model, self.optimizer, state["optimizer"], options=self._state_options()
+            )
+        else:
+            self.model.load_state_dict(tensors["model"], strict=True)
+            self.optimizer.load_state_dict(state["optimizer"])
         if self.ema is not None:
             self.ema.load_state_dict(tensors["ema"])
         disc = tensors.get("discriminator", {})
@@ -413,7 +443,6 @@ class TokenizerTrainer:
                 {k[len("lecam.") :]: v for k, v in disc.items() if k.startswith("lecam.")}
             )
             self.disc_optimizer.load_state_dict(state["disc_optimizer"])
-        self.optimizer.load_state_dict(state["optimizer"])
         self.model.quantizer.usage_counts.copy_(state["usage_counts"])
         self._skipped_before = int(state["skipped_images"])
         self.step = int(state["step"])
@@ -482,26 +511,57 @@ class TokenizerTrainer:
         return {k: float(v) for k, v in sums.items()}
 
     # ------------------------------------------------------------------ eval / export
-    def eval_model(self) -> VQRAE:
-        """A copy of the model carrying the EMA weights (or the raw ones), in eval mode."""
-        import copy
+    def _state_options(self):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions
 
-        model = copy.deepcopy(self.model)
+        return StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+    def full_model_state(self) -> dict[str, torch.Tensor]:
+        """The whole model's weights on CPU (gathered under FSDP: call on every process)."""
+        if self.ctx.enabled and self.cfg.distributed == "fsdp":
+            from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+            return get_model_state_dict(self.model, options=self._state_options())
+        return {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+
+    def _optimizer_state(self) -> dict[str, Any]:
+        if self.ctx.enabled and self.cfg.distributed == "fsdp":
+            from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+            return get_optimizer_state_dict(
+                self.model, self.optimizer, options=self._state_options()
+            )
+        return self.optimizer.state_dict()
+
+    def eval_model(self) -> VQRAE:
+        """An unsharded copy of the model carrying the EMA weights (or the raw ones), in eval
+        mode on this process's device. Collective under FSDP: call on every process."""
+        state = self.full_model_state()
         if self.ema is not None:
-            self.ema.copy_to(model)
-        return model.eval()
+            state.update(self.ema.state_dict())
+        with torch.device("meta"):
+            model = VQRAE(self.model.config)
+        model.load_state_dict(state, strict=True, assign=True)
+        model.quantizer.usage_counts = torch.zeros_like(
+            state["quantizer.codebook"][:, 0], dtype=torch.long
+        )
+        return model.to(self.device).eval()
 
     def export(self, dtype: torch.dtype | None = None) -> Path:
         """Write the (EMA) model as a ``save_pretrained`` directory ``out/model``."""
         path = self.out / "model"
+        model = self.eval_model()
         if self.ctx.is_main:
-            self.eval_model().save_pretrained(path, dtype=dtype)
+            model.save_pretrained(path, dtype=dtype)
         self.ctx.barrier()
         return path
 
     def validate(self, writer: Any | None = None) -> dict[str, float] | None:
         """Run the reconstruction evaluation on the validation split (main process)."""
-        if not self.ctx.is_main or not self.val_indices:
+        if not self.val_indices:
+            return None
+        model = self.eval_model()  # collective under FSDP
+        if not self.ctx.is_main:
             return None
         from vqrae.eval.recon import evaluate_collection
 
@@ -523,8 +583,10 @@ class TokenizerTrainer:
     def _log_images(self, writer: Any | None, images: torch.Tensor) -> None:
         from vqrae.data.images import save_image
 
+        model = self.eval_model()  # collective under FSDP
+        if not self.ctx.is_main:
+            return
         with torch.no_grad():
-            model = self.eval_model()
             recon = model.reconstruct(images[:8])
         grid = torch.cat(
             [torch.cat(list(images[:8].cpu()), dim=-1), torch.cat(list(recon.cpu()), dim=-1)],
@@ -586,7 +648,7 @@ class TokenizerTrainer:
                         writer.add_scalar(f"train/{key}", value, self.step)
                     writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.step)
                     writer.add_scalar("train/skipped_images", skipped, self.step)
-            if self.ctx.is_main and cfg.image_every and self.step % cfg.image_every == 0:
+            if cfg.image_every and self.step % cfg.image_every == 0:
                 self._log_images(writer, batches[0])
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.save()
