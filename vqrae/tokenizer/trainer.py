@@ -567,7 +567,7 @@ class TokenizerTrainer:
 
         indices = self.val_indices[: self.cfg.eval_images or None]
         result = evaluate_collection(
-            self.eval_model(),
+            model,
             self.collection,
             indices,
             size=self.image_size,
