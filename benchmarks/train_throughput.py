@@ -92,8 +92,10 @@ def run(args: argparse.Namespace) -> None:
             timer.times.clear()
     medians = {name: statistics.median(values) for name, values in timer.times.items()}
     total = sum(medians.values())
-    print(f"model={args.model} stage={args.stage} size={args.size} batch={args.batch_size} "
-          f"device={device} precision={precision} threads={torch.get_num_threads()}")
+    print(
+        f"model={args.model} stage={args.stage} size={args.size} batch={args.batch_size} "
+        f"device={device} precision={precision} threads={torch.get_num_threads()}"
+    )
     print(f"{'phase':22s} {'s/step':>8s} {'share':>7s} {'img/s':>9s}")
     for name, value in medians.items():
         print(f"{name:22s} {value:8.3f} {value / total:7.1%} {args.batch_size / value:9.1f}")

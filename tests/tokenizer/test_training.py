@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -220,7 +221,7 @@ def test_split_is_fixed_by_seed_and_disjoint() -> None:
 
 def test_dataset_replaces_and_counts_unreadable_images(image_folder) -> None:
     collection = open_collection(image_folder)
-    broken = [i for i in range(len(collection)) if collection.name(i).endswith("broken.png")][0]
+    broken = [i for i in range(len(collection)) if collection.load(i).name.endswith("broken.png")][0]
     pool = [broken, 3, 5]
     dataset = TrainImageDataset(collection, 56, pool=pool)
     batch, skipped = collate_images([dataset[broken], dataset[3], dataset[5]])
@@ -244,7 +245,7 @@ def test_hf_dataset_directory_is_a_source(tmp_path) -> None:
     ds.save_to_disk(str(tmp_path / "ds"))
     collection = open_collection(tmp_path / "ds")
     assert len(collection) == 5
-    assert collection.load(3).getpixel((0, 0)) == (60, 0, 0)
+    assert collection.load(3).image.getpixel((0, 0)) == (60, 0, 0)
 
 
 def test_lr_schedule_warms_up_then_decays_to_the_floor() -> None:
@@ -292,3 +293,15 @@ def test_stage_two_objective_terms_and_gradients() -> None:
     assert d_out.metrics["gan_d"] > 0
     with pytest.raises(ValueError, match="teacher"):
         TokenizerObjective(ObjectiveConfig(perceptual_weight=0.0, distill_weight=1.0))
+
+
+def test_periodic_validation_writes_metrics_and_report(tmp_path, image_folder) -> None:
+    recipe = _recipe(tmp_path, image_folder, steps=2, eval_every=2, eval_images=2, image_every=2)
+    out = tmp_path / "run"
+    subprocess.run(_train_cmd(recipe, out, "--stage", "1"), check=True, env=_env(), timeout=300, capture_output=True)
+    metrics = json.loads((out / "eval" / "step_00000002" / "metrics.json").read_text())
+    assert metrics["num_images"] == 2 and metrics["psnr"] > 0
+    assert (out / "eval" / "step_00000002" / "report.html").exists()
+    assert (out / "samples" / "step_00000002.png").exists()
+    assert list((out / "tb").iterdir())
+    assert yaml.safe_load((out / "config.yaml").read_text())["stage"] == 1

@@ -164,6 +164,3 @@ def iter_loaded(
             yield path, None, exc
         else:
             yield path, tensor, None
-
-
-_to_rgb = to_rgb  # former private name, kept for internal callers

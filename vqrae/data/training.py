@@ -1,4 +1,4 @@
-"""Training data: indexed image collections, a seeded train/val split, augmentation, and a
+"""Training data: random access to image sources, a seeded train/val split, augmentation, and a
 sampler whose position is a pure function of the optimizer step.
 
 Everything random is derived from ``(seed, epoch, position)``: the epoch's permutation, each
@@ -12,23 +12,15 @@ import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from vqrae.data.images import (
-    ImageReadError,
-    center_crop_resize,
-    list_images,
-    load_image,
-    pil_to_tensor,
-    to_rgb,
-)
+from vqrae.data.images import center_crop_resize, pil_to_tensor
+from vqrae.data.sources import TRAIN_SPLITS, ImageSource, open_source
 
 __all__ = [
-    "ImageCollection",
     "StepSampler",
     "TrainImageDataset",
     "collate_images",
@@ -37,79 +29,10 @@ __all__ = [
 ]
 
 
-class ImageCollection:
-    """Random access to the images of a folder or of a Hugging Face ``datasets`` dataset.
-
-    Args:
-        source: an image folder; a directory written by ``Dataset.save_to_disk``; or
-            ``hf:NAME_OR_PATH[:split]`` for ``datasets.load_dataset``.
-    """
-
-    def __init__(self, source: str | os.PathLike) -> None:
-        self.source = str(source)
-        self._paths: list[Path] | None = None
-        self._dataset = None
-        self._column = "image"
-        path = Path(self.source)
-        if self.source.startswith("hf:"):
-            self._dataset = _load_hf(self.source[3:])
-        elif path.is_dir() and any(
-            (path / f).exists() for f in ("dataset_info.json", "dataset_dict.json")
-        ):
-            self._dataset = _load_hf_disk(path)
-        elif path.is_dir():
-            self._paths = list_images([path])
-        else:
-            raise ValueError(f"{self.source}: not a folder of images or a datasets directory")
-        if self._dataset is not None:
-            columns = [k for k, v in self._dataset.features.items() if type(v).__name__ == "Image"]
-            if not columns:
-                raise ValueError(f"{self.source}: the dataset has no Image column")
-            self._column = columns[0]
-        if len(self) == 0:
-            raise ValueError(f"{self.source}: no images found")
-
-    def __len__(self) -> int:
-        return len(self._paths) if self._paths is not None else len(self._dataset)
-
-    def name(self, index: int) -> str:
-        """A stable name for item ``index`` (the file path, or ``source#index``)."""
-        if self._paths is not None:
-            return str(self._paths[index])
-        return f"{self.source}#{index}"
-
-    def load(self, index: int) -> Image.Image:
-        """Item ``index`` as 8-bit RGB; raises :class:`ImageReadError` if it cannot be read."""
-        if self._paths is not None:
-            return load_image(self._paths[index])
-        try:
-            image = self._dataset[index][self._column]
-            if not isinstance(image, Image.Image):
-                raise TypeError(f"expected a PIL image, got {type(image).__name__}")
-            return to_rgb(image)
-        except Exception as exc:  # noqa: BLE001 - any decoding failure is a skipped item
-            raise ImageReadError(self.name(index), f"unreadable dataset item ({exc})") from None
-
-
-def _load_hf(spec: str):
-    import datasets
-
-    name, _, split = spec.partition(":")
-    return datasets.load_dataset(name, split=split or "train")
-
-
-def _load_hf_disk(path: Path):
-    import datasets
-
-    loaded = datasets.load_from_disk(str(path))
-    if isinstance(loaded, datasets.DatasetDict):
-        return loaded["train"] if "train" in loaded else next(iter(loaded.values()))
-    return loaded
-
-
-def open_collection(source: str | os.PathLike) -> ImageCollection:
-    """Open a folder or dataset for random access (see :class:`ImageCollection`)."""
-    return ImageCollection(source)
+def open_collection(source: str | os.PathLike, split: str | None = None) -> ImageSource:
+    """Open training data for random access: an image folder, a ``save_to_disk`` dataset or
+    ``hf:NAME[:split]`` (a dataset's ``train`` split unless another is named)."""
+    return open_source(source, split=split, prefer=TRAIN_SPLITS)
 
 
 def split_indices(num_items: int, val_count: int, seed: int) -> tuple[list[int], list[int]]:
@@ -146,7 +69,7 @@ class TrainImageDataset(Dataset):
 
     def __init__(
         self,
-        collection: ImageCollection,
+        collection: ImageSource,
         size: int,
         train: bool = True,
         max_scale: float = 1.25,
@@ -167,21 +90,17 @@ class TrainImageDataset(Dataset):
     def __getitem__(self, ref: SampleRef | int):
         if not self.train:
             index = ref.index if isinstance(ref, SampleRef) else ref
-            try:
-                return pil_to_tensor(center_crop_resize(self.collection.load(index), self.size))
-            except ImageReadError:
-                return None
+            image = self.collection.load(index).image
+            return None if image is None else pil_to_tensor(center_crop_resize(image, self.size))
         if isinstance(ref, int):
             ref = SampleRef(ref, 0)
         start = self._pool_position.get(ref.index, 0)
         for skipped in range(len(self.pool)):
             index = ref.index if skipped == 0 else self.pool[(start + skipped) % len(self.pool)]
-            try:
-                image = self.collection.load(index)
-            except ImageReadError:
-                continue
-            return self._augment(image, ref.aug_seed), skipped
-        raise RuntimeError(f"{self.collection.source}: no readable image in the training split")
+            image = self.collection.load(index).image
+            if image is not None:
+                return self._augment(image, ref.aug_seed), skipped
+        raise RuntimeError(f"{self.collection}: no readable image in the training split")
 
     def _augment(self, image: Image.Image, seed: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(seed)

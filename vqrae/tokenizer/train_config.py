@@ -29,6 +29,7 @@ class DataConfig:
 
     Attributes:
         train: image folder, ``save_to_disk`` dataset directory, or ``hf:NAME[:split]``.
+        split: dataset split to train on (default: ``train`` when the dataset has splits).
         val_count: images held out for validation (a fixed split by ``split_seed``).
         split_seed: seed of the train/validation split.
         image_size: training resolution (``None``: the model's).
@@ -37,6 +38,7 @@ class DataConfig:
     """
 
     train: str = ""
+    split: str | None = None
     val_count: int = 50
     split_seed: int = 0
     image_size: int | None = None

@@ -269,7 +269,7 @@ class TokenizerTrainer:
             )
         self.ema = EMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
 
-        collection = open_collection(config.data.train)
+        collection = open_collection(config.data.train, split=config.data.split)
         self.collection = collection
         self.train_indices, self.val_indices = split_indices(
             len(collection), config.data.val_count, config.data.split_seed
@@ -563,20 +563,26 @@ class TokenizerTrainer:
         model = self.eval_model()  # collective under FSDP
         if not self.ctx.is_main:
             return None
-        from vqrae.eval.recon import evaluate_collection
+        from vqrae.eval.recon import evaluate_reconstruction, write_metrics
+        from vqrae.eval.report import write_recon_report
 
         indices = self.val_indices[: self.cfg.eval_images or None]
-        result = evaluate_collection(
+        records = (self.collection.load(i) for i in indices)
+        evaluation = evaluate_reconstruction(
             model,
-            self.collection,
-            indices,
+            records,
             size=self.image_size,
-            out_dir=self.out / "eval" / f"step_{self.step:08d}",
             device=self.device,
+            progress=False,
+            model_name=f"{self.cfg.model} stage {self.cfg.stage} step {self.step}",
         )
+        out_dir = self.out / "eval" / f"step_{self.step:08d}"
+        write_metrics(evaluation, out_dir)
+        write_recon_report(evaluation, out_dir)
+        result = evaluation.metrics
         if writer is not None:
             for key, value in result.items():
-                if isinstance(value, (int, float)) and value is not None:
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
                     writer.add_scalar(f"val/{key}", value, self.step)
         return result
 
