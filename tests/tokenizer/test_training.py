@@ -221,7 +221,9 @@ def test_split_is_fixed_by_seed_and_disjoint() -> None:
 
 def test_dataset_replaces_and_counts_unreadable_images(image_folder) -> None:
     collection = open_collection(image_folder)
-    broken = [i for i in range(len(collection)) if collection.load(i).name.endswith("broken.png")][0]
+    broken = [i for i in range(len(collection)) if collection.load(i).name.endswith("broken.png")][
+        0
+    ]
     pool = [broken, 3, 5]
     dataset = TrainImageDataset(collection, 56, pool=pool)
     batch, skipped = collate_images([dataset[broken], dataset[3], dataset[5]])
@@ -298,7 +300,13 @@ def test_stage_two_objective_terms_and_gradients() -> None:
 def test_periodic_validation_writes_metrics_and_report(tmp_path, image_folder) -> None:
     recipe = _recipe(tmp_path, image_folder, steps=2, eval_every=2, eval_images=2, image_every=2)
     out = tmp_path / "run"
-    subprocess.run(_train_cmd(recipe, out, "--stage", "1"), check=True, env=_env(), timeout=300, capture_output=True)
+    subprocess.run(
+        _train_cmd(recipe, out, "--stage", "1"),
+        check=True,
+        env=_env(),
+        timeout=300,
+        capture_output=True,
+    )
     metrics = json.loads((out / "eval" / "step_00000002" / "metrics.json").read_text())
     assert metrics["num_images"] == 2 and metrics["psnr"] > 0
     assert (out / "eval" / "step_00000002" / "report.html").exists()

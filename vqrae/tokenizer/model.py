@@ -209,6 +209,22 @@ class VQRAE(nn.Module):
         )
 
     @torch.no_grad()
+    def calibrate_quantizer_input(self, features: torch.Tensor) -> None:
+        """Data-dependent initialisation of the d->e projection from encoder features (..., d).
+
+        VFM tokens share a large common direction and are far longer than the codes
+        (|z| ~ 16 against |c| ~ 1 for DINOv2-S), so at initialisation every token picks the same
+        few codes and the codebook collapses before it can learn. This recentres the projected
+        features on zero and rescales them to the codebook's scale (per-dimension std e^-1/2).
+        """
+        flat = features.reshape(-1, features.shape[-1]).float()
+        projected = self.quant_proj(flat)  # (T, e)
+        mean = projected.mean(dim=0)
+        scale = projected.std(dim=0).mean() * self.config.codebook_dim**0.5
+        self.quant_proj.weight.div_(scale)
+        self.quant_proj.bias.sub_(mean).div_(scale)
+
+    @torch.no_grad()
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """Round trip through the discrete codes, clamped to [0, 1]."""
         return self.forward(images, clamp=True).recon

@@ -107,6 +107,9 @@ class TrainConfig:
         log_every, image_every, eval_every, checkpoint_every: intervals in steps (0 disables).
         keep_checkpoints: number of most recent checkpoints kept.
         eval_images: validation images evaluated at each evaluation (0: all of the split).
+        calibration_images: training images whose encoder features initialise the d->e
+            projection (see ``VQRAE.calibrate_quantizer_input``) at the start of a fresh run
+            that does not start from ``init_from``; 0 disables.
     """
 
     model: str = "vqrae-dinov2-s"
@@ -127,6 +130,7 @@ class TrainConfig:
     eval_images: int = 0
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
+    calibration_images: int = 256
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)

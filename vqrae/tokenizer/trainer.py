@@ -157,13 +157,18 @@ class EMA:
         params = dict(model.named_parameters())
         self.shadow = {n: params[n].detach().float().clone() for n in self.names}
 
+    def decay_at(self, step: int) -> float:
+        """The decay used after ``step`` optimizer steps: warmed up as ``(1 + t) / (10 + t)``
+        so that short runs are not dominated by the initial weights."""
+        return min(self.decay, (1.0 + step) / (10.0 + step))
+
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, step: int) -> None:
         params = dict(model.named_parameters())
         torch._foreach_lerp_(
             [self.shadow[n] for n in self.names],
             [params[n].detach().float() for n in self.names],
-            1.0 - self.decay,
+            1.0 - self.decay_at(step),
         )
 
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -247,6 +252,13 @@ class TokenizerTrainer:
         torch.manual_seed(config.seed)
         self.model = self._build_model().to(self.device)
         self._freeze_for_stage()
+        self.collection = open_collection(config.data.train, split=config.data.split)
+        self.train_indices, self.val_indices = split_indices(
+            len(self.collection), config.data.val_count, config.data.split_seed
+        )
+        self.image_size = config.data.image_size or self.model.config.image_size
+        if not resume and not config.init_from and config.calibration_images > 0:
+            self._calibrate()  # before wrapping, the optimizer and the EMA copy
         teacher = self._build_teacher() if config.objective.distill_weight > 0 else None
         perceptual = None
         if config.objective.perceptual_weight > 0:
@@ -269,12 +281,6 @@ class TokenizerTrainer:
             )
         self.ema = EMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
 
-        collection = open_collection(config.data.train, split=config.data.split)
-        self.collection = collection
-        self.train_indices, self.val_indices = split_indices(
-            len(collection), config.data.val_count, config.data.split_seed
-        )
-        self.image_size = config.data.image_size or self.model.config.image_size
         if resume:
             self._resume()
         self.out.mkdir(parents=True, exist_ok=True)
@@ -289,6 +295,23 @@ class TokenizerTrainer:
                 raise ValueError("model_overrides cannot change a model loaded with init_from")
             return model.train()
         return create_model(self.cfg.model, **self.cfg.model_overrides).train()
+
+    @torch.no_grad()
+    def _calibrate(self) -> None:
+        """Initialise the d->e projection from the first training images' features."""
+        dataset = TrainImageDataset(self.collection, self.image_size, train=False)
+        indices = self.train_indices[: self.cfg.calibration_images]
+        features = []
+        for start in range(0, len(indices), 16):
+            images = [dataset[i] for i in indices[start : start + 16]]
+            images = [image for image in images if image is not None]
+            if images:
+                batch = torch.stack(images).to(self.device)
+                with autocast(self.device, self.precision):
+                    features.append(self.model.encode(batch).float())
+        if not features:
+            raise ValueError("calibration: none of the first training images could be read")
+        self.model.calibrate_quantizer_input(torch.cat(features))
 
     def _build_teacher(self) -> nn.Module:
         """The frozen original encoder: its pretrained weights, or for an encoder without
@@ -492,7 +515,7 @@ class TokenizerTrainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
-            self.ema.update(self.model)
+            self.ema.update(self.model, self.step)
         if gan:
             disc = self.objective.discriminator
             disc.requires_grad_(True)
