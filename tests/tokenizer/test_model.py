@@ -139,3 +139,14 @@ def test_paper_scale_variants_shape_check_on_meta(
 def test_from_pretrained_rejects_unknown_paths() -> None:
     with pytest.raises(ValueError, match="neither a checkpoint directory"):
         VQRAE.from_pretrained("/no/such/dir")
+
+
+def test_calibration_centres_the_projection_and_spreads_the_codes(model: VQRAE) -> None:
+    torch.manual_seed(0)
+    features = torch.randn(64, 16, 32) * 0.3 + torch.randn(32) * 3.0  # a shared direction
+    before = model.quantize(features).indices.unique().numel()
+    model.calibrate_quantizer_input(features)
+    z = model.quant_proj(features.reshape(-1, 32))
+    assert z.mean(0).abs().max() < 1e-4
+    assert z.std(0).mean().item() == pytest.approx(48**-0.5, rel=1e-3)
+    assert model.quantize(features).indices.unique().numel() > 2 * before
