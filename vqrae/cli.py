@@ -11,7 +11,6 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,31 +36,17 @@ def _error(message: str) -> None:
     print(f"{prefix} {message}", file=sys.stderr, flush=True)
 
 
-def _git_revision() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
 def write_run_record(out_dir: Path, command: str, args: dict[str, Any]) -> Path:
     """Write ``vqrae_run.json`` (command, arguments, version, git revision) beside outputs."""
     from vqrae import __version__
     from vqrae.utils.files import atomic_write
+    from vqrae.utils.runtime import git_revision
 
     record = {
         "command": command,
         "arguments": args,
         "vqrae_version": __version__,
-        "git_revision": _git_revision(),
+        "git_revision": git_revision(),
     }
     path = out_dir / "vqrae_run.json"
     text = json.dumps(record, indent=2, default=str) + "\n"
@@ -98,6 +83,78 @@ def _batches(items: Sequence[Any], size: int):
 
 
 # ---------------------------------------------------------------------------- commands
+class ImageBatches:
+    """Readable images of the inputs in batches, on the model's device, with a progress bar.
+
+    Each unreadable file is reported on one line and counted in ``failures``.
+    """
+
+    def __init__(
+        self,
+        command: str,
+        images: list[str],
+        model: str,
+        size: int | None,
+        batch_size: int,
+        device: str,
+    ) -> None:
+        from vqrae.data.images import ImageReadError, list_images
+
+        if batch_size < 1:
+            raise CommandError(f"--batch-size must be >= 1, got {batch_size}")
+        try:
+            self.paths = list_images(images)
+        except ImageReadError as exc:
+            raise CommandError(str(exc)) from None
+        if not self.paths:
+            raise CommandError("no images found in the given paths")
+        self.net, self.device = load_model(model, device)
+        self.size = size or self.net.config.image_size
+        if self.size % self.net.patch_size:
+            raise CommandError(
+                f"--size {self.size} is not divisible by the patch size {self.net.patch_size}"
+            )
+        self.command = command
+        self.batch_size = batch_size
+        self.failures = 0
+
+    def __iter__(self):
+        """Yield ``(paths, images (B, 3, S, S))`` for the readable files of each batch."""
+        import torch
+        from tqdm.auto import tqdm
+
+        from vqrae.data.images import iter_loaded
+
+        with tqdm(total=len(self.paths), desc=self.command, unit="img", disable=None) as bar:
+            for chunk in _batches(self.paths, self.batch_size):
+                good: list[tuple[Path, torch.Tensor]] = []
+                for path, tensor, error in iter_loaded(chunk, self.size):
+                    if error is not None:
+                        self.failures += 1
+                        tqdm.write(f"vqrae {self.command}: error: {error}", file=sys.stderr)
+                    else:
+                        good.append((path, tensor))
+                if good:
+                    yield [p for p, _ in good], torch.stack([t for _, t in good]).to(self.device)
+                bar.update(len(chunk))
+
+    def autocast(self):
+        """No-grad inference context in the device's default precision."""
+        import contextlib
+
+        import torch
+
+        from vqrae.utils.runtime import autocast, default_precision
+
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.no_grad())
+        stack.enter_context(autocast(self.device, default_precision(self.device)))
+        return stack
+
+    def summary(self, done: str) -> str:
+        return done + (f"; {self.failures} failed" if self.failures else "")
+
+
 def reconstruct(
     images: list[str],
     model: str = DEFAULT_MODEL,
@@ -120,52 +177,23 @@ def reconstruct(
         batch_size: images per forward pass.
         device: "auto", "cpu", "cuda" or "cuda:N".
     """
-    import torch
-    from tqdm.auto import tqdm
+    from vqrae.data.images import save_image
 
-    from vqrae.data.images import ImageReadError, iter_loaded, list_images, save_image
-    from vqrae.utils.runtime import autocast, default_precision
-
-    if batch_size < 1:
-        raise CommandError(f"--batch-size must be >= 1, got {batch_size}")
-    try:
-        paths = list_images(images)
-    except ImageReadError as exc:
-        raise CommandError(str(exc)) from None
-    if not paths:
-        raise CommandError("no images found in the given paths")
-    net, target = load_model(model, device)
-    size = size or net.config.image_size
-    if size % net.patch_size:
-        raise CommandError(f"--size {size} is not divisible by the patch size {net.patch_size}")
+    batches = ImageBatches("reconstruct", images, model, size, batch_size, device)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stems = dict(zip(paths, _unique_stems(paths), strict=True))
-    failures = 0
+    stems = dict(zip(batches.paths, _unique_stems(batches.paths), strict=True))
     written = 0
-    with tqdm(total=len(paths), desc="reconstruct", unit="img", disable=None) as bar:
-        for chunk in _batches(paths, batch_size):
-            good: list[tuple[Path, torch.Tensor]] = []
-            for path, tensor, error in iter_loaded(chunk, size):
-                if error is not None:
-                    failures += 1
-                    tqdm.write(f"vqrae reconstruct: error: {error}", file=sys.stderr)
-                else:
-                    good.append((path, tensor))
-            if good:
-                batch = torch.stack([t for _, t in good]).to(target)
-                with torch.no_grad(), autocast(target, default_precision(target)):
-                    recon = net.reconstruct(batch).float()
-                for (path, _), image in zip(good, recon, strict=True):
-                    save_image(image, out_dir / f"{stems[path]}.png")
-                    written += 1
-            bar.update(len(chunk))
-    write_run_record(out_dir, "reconstruct", {"images": images, "model": model, "size": size})
-    print(
-        f"wrote {written} reconstruction(s) to {out_dir}"
-        + (f"; {failures} failed" if failures else "")
-    )
-    return 1 if failures else 0
+    for paths, batch in batches:
+        with batches.autocast():
+            recon = batches.net.reconstruct(batch).float()
+        for path, image in zip(paths, recon, strict=True):
+            save_image(image, out_dir / f"{stems[path]}.png")
+            written += 1
+    record = {"images": images, "model": model, "size": batches.size}
+    write_run_record(out_dir, "reconstruct", record)
+    print(batches.summary(f"wrote {written} reconstruction(s) to {out_dir}"))
+    return 1 if batches.failures else 0
 
 
 def tokenize(
@@ -193,61 +221,32 @@ def tokenize(
     """
     import torch
     from safetensors.torch import save_file
-    from tqdm.auto import tqdm
 
-    from vqrae.data.images import ImageReadError, iter_loaded, list_images
     from vqrae.utils.files import atomic_write
-    from vqrae.utils.runtime import autocast, default_precision
 
-    if batch_size < 1:
-        raise CommandError(f"--batch-size must be >= 1, got {batch_size}")
-    try:
-        paths = list_images(images)
-    except ImageReadError as exc:
-        raise CommandError(str(exc)) from None
-    if not paths:
-        raise CommandError("no images found in the given paths")
-    net, target = load_model(model, device)
-    size = size or net.config.image_size
-    if size % net.patch_size:
-        raise CommandError(f"--size {size} is not divisible by the patch size {net.patch_size}")
+    batches = ImageBatches("tokenize", images, model, size, batch_size, device)
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     files: list[str] = []
     rows: list[torch.Tensor] = []
-    failures = 0
-    with tqdm(total=len(paths), desc="tokenize", unit="img", disable=None) as bar:
-        for chunk in _batches(paths, batch_size):
-            good = []
-            for path, tensor, error in iter_loaded(chunk, size):
-                if error is not None:
-                    failures += 1
-                    tqdm.write(f"vqrae tokenize: error: {error}", file=sys.stderr)
-                else:
-                    good.append((path, tensor))
-            if good:
-                batch = torch.stack([t for _, t in good]).to(target)
-                with torch.no_grad(), autocast(target, default_precision(target)):
-                    rows.append(net.tokenize(batch).to(torch.int32).cpu())
-                files.extend(str(p) for p, _ in good)
-            bar.update(len(chunk))
+    for paths, batch in batches:
+        with batches.autocast():
+            rows.append(batches.net.tokenize(batch).to(torch.int32).cpu())
+        files.extend(str(p) for p in paths)
     if not rows:
         raise CommandError("no image could be read; nothing written")
-    grid = size // net.patch_size
+    grid = batches.size // batches.net.patch_size
     metadata = {
         "files": json.dumps(files),
         "model": model,
-        "image_size": str(size),
+        "image_size": str(batches.size),
         "grid": f"{grid},{grid}",
-        "codebook_size": str(net.config.codebook_size),
+        "codebook_size": str(batches.net.config.codebook_size),
     }
     tensors = {"indices": torch.cat(rows).contiguous()}
     atomic_write(out_path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
-    print(
-        f"wrote indices of {len(files)} image(s) to {out_path}"
-        + (f"; {failures} failed" if failures else "")
-    )
-    return 1 if failures else 0
+    print(batches.summary(f"wrote indices of {len(files)} image(s) to {out_path}"))
+    return 1 if batches.failures else 0
 
 
 def demo(

@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import os
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +49,7 @@ from vqrae.tokenizer.objective import TokenizerObjective
 from vqrae.tokenizer.registry import create_model, load_pretrained_encoder
 from vqrae.tokenizer.train_config import TrainConfig
 from vqrae.utils.files import atomic_write
-from vqrae.utils.runtime import autocast, default_precision
+from vqrae.utils.runtime import autocast, default_precision, git_revision
 
 __all__ = ["DistributedContext", "TokenizerTrainer", "lr_factor"]
 
@@ -200,21 +199,6 @@ def _like(full: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return full.to(reference.device).clone()
 
 
-def _git_revision() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
 # ---------------------------------------------------------------------------- trainer
 class TokenizerTrainer:
     """Trains one stage of VQRAE as described by a :class:`TrainConfig`.
@@ -349,7 +333,7 @@ class TokenizerTrainer:
         text = yaml.safe_dump(self.cfg.to_dict(), sort_keys=False)
         atomic_write(self.out / "config.yaml", lambda p: p.write_text(text))
         record = {
-            "git_revision": _git_revision(),
+            "git_revision": git_revision(),
             "world_size": self.ctx.world_size,
             "device": str(self.device),
             "precision": self.precision,

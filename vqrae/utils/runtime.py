@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
+from pathlib import Path
 from typing import Literal
 
 import torch
 
-__all__ = ["Precision", "autocast", "resolve_device"]
+__all__ = ["Precision", "autocast", "default_precision", "git_revision", "resolve_device"]
 
 Precision = Literal["bf16-mixed", "32"]
 
@@ -34,3 +36,19 @@ def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractC
     if precision == "bf16-mixed":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     raise ValueError(f"unknown precision {precision!r}; use 'bf16-mixed' or '32'")
+
+
+def git_revision() -> str | None:
+    """The commit of the installed source tree, recorded beside outputs (None outside git)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
