@@ -113,3 +113,15 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, tiny_checkpoint) -
 def test_models_lists_registry(capsys) -> None:
     assert main(["models"]) == 0
     assert "vqrae-siglip2-so400m-256" in capsys.readouterr().out
+
+
+def test_export_writes_a_compact_half_precision_copy(tmp_path, tiny_checkpoint) -> None:
+    assert main(["export", str(tiny_checkpoint), "--out", str(tmp_path / "small")]) == 0
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "small" / "model.safetensors"))
+    assert "quantizer.codebook" not in saved
+    assert saved["decoder.head.weight"].dtype == torch.float16
+    assert (
+        main(["export", str(tiny_checkpoint), "--out", str(tmp_path / "x"), "--dtype", "int3"]) == 1
+    )

@@ -319,6 +319,31 @@ def train_tokenizer(
     return 0
 
 
+def export(model: str, *, out: str, dtype: str = "float16", compact: bool = True) -> int:
+    """Re-save a tokenizer for distribution: half precision, and compact by default.
+
+    Compact leaves out what can be rebuilt exactly on load: the encoder when it still equals
+    its pretrained weights (fetched through vqrae.assets) and the frozen random codebook
+    (regenerated from its seed, verified by checksum).
+
+    Args:
+        model: a registered model name or a save_pretrained directory.
+        out: the directory to write.
+        dtype: "float16", "bfloat16" or "float32".
+        compact: leave out the regenerable weights.
+    """
+    import torch
+
+    dtypes = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+    if dtype not in dtypes:
+        raise CommandError(f"--dtype must be one of {', '.join(dtypes)}, got {dtype!r}")
+    net, _ = load_model(model, "cpu")
+    path = net.save_pretrained(out, dtype=dtypes[dtype], compact=compact)
+    size = sum(f.stat().st_size for f in path.iterdir()) / 2**20
+    print(f"wrote {path} ({size:.1f} MiB)")
+    return 0
+
+
 def models() -> int:
     """List the registered tokenizer variants."""
     from vqrae.tokenizer.registry import get_variant, list_models
@@ -623,6 +648,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_function_command(subparsers, "tokenize", tokenize)
     add_function_command(subparsers, "demo", demo)
     add_function_command(subparsers, "train-tokenizer", train_tokenizer)
+    add_function_command(subparsers, "export", export)
     add_function_command(subparsers, "models", models)
     add_function_command(subparsers, "eval-recon", eval_recon)
     add_function_command(subparsers, "eval-semantics", eval_semantics)

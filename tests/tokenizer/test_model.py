@@ -150,3 +150,36 @@ def test_calibration_centres_the_projection_and_spreads_the_codes(model: VQRAE) 
     assert z.mean(0).abs().max() < 1e-4
     assert z.std(0).mean().item() == pytest.approx(48**-0.5, rel=1e-3)
     assert model.quantize(features).indices.unique().numel() > 2 * before
+
+
+def test_compact_save_omits_the_regenerable_codebook_and_reloads_exactly(
+    model: VQRAE, images: torch.Tensor, tmp_path
+) -> None:
+    model.save_pretrained(tmp_path / "compact", compact=True)
+    saved = load_file(str(tmp_path / "compact" / "model.safetensors"))
+    assert "quantizer.codebook" not in saved
+    config = json.loads((tmp_path / "compact" / "config.json").read_text())
+    assert "encoder" not in config["omitted_weights"]  # the tiny encoder has no pretrained weights
+    loaded = VQRAE.from_pretrained(tmp_path / "compact")
+    assert torch.equal(loaded(images).recon, model(images).recon)
+    config["omitted_weights"]["codebook_checksum"] = "0" * 64
+    (tmp_path / "compact" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="checksum"):
+        VQRAE.from_pretrained(tmp_path / "compact")
+
+
+def test_compact_save_references_an_unchanged_pretrained_encoder(tmp_path) -> None:
+    model = vqrae.create_model("vqrae-dinov2-s-demo", decoder_depth=1).eval()
+    model.save_pretrained(tmp_path / "c", compact=True, dtype=torch.float16)
+    saved = load_file(str(tmp_path / "c" / "model.safetensors"))
+    assert not any(k.startswith("encoder.") for k in saved)
+    loaded = VQRAE.from_pretrained(tmp_path / "c")
+    assert torch.equal(
+        loaded.encoder.blocks[3].mlp.fc1.weight, model.encoder.blocks[3].mlp.fc1.weight
+    )
+    with torch.no_grad():
+        model.encoder.blocks[0].mlp.fc1.weight.add_(1e-3)  # a fine-tuned encoder is kept
+    model.save_pretrained(tmp_path / "d", compact=True)
+    assert any(
+        k.startswith("encoder.") for k in load_file(str(tmp_path / "d" / "model.safetensors"))
+    )

@@ -231,29 +231,58 @@ class VQRAE(nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(
-        self, directory: str | os.PathLike, dtype: torch.dtype | None = None
+        self,
+        directory: str | os.PathLike,
+        dtype: torch.dtype | None = None,
+        compact: bool = False,
     ) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically).
 
         Args:
             directory: created if missing; existing files of the same names are replaced.
             dtype: cast floating-point weights (e.g. ``torch.float16``) for a smaller file.
+            compact: leave out what can be rebuilt exactly: the encoder when it still equals
+                its pretrained weights (reloaded through :mod:`vqrae.assets`; checked here) and
+                the frozen random codebook (regenerated from ``codebook_seed``; a checksum in
+                ``config.json`` is verified on load).
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        omitted: dict[str, Any] = {}
+        skip: set[str] = set()
+        if compact:
+            if self._encoder_is_pretrained():
+                omitted["encoder"] = "pretrained"
+                skip |= {k for k in self.state_dict() if k.startswith("encoder.")}
+            omitted["codebook_checksum"] = _checksum(self.quantizer.codebook)
+            skip.add("quantizer.codebook")
         state = {}
         for key, tensor in self.state_dict().items():
+            if key in skip:
+                continue
             tensor = tensor.detach().cpu()
             if dtype is not None and tensor.is_floating_point():
                 tensor = tensor.to(dtype)
             state[key] = tensor.contiguous()
         config = {"model_type": MODEL_TYPE, **self.config.to_dict()}
+        if omitted:
+            config["omitted_weights"] = omitted
+        text = json.dumps(config, indent=2, sort_keys=True) + "\n"
         atomic_write(directory / WEIGHTS_NAME, lambda path: save_file(state, str(path)))
-        atomic_write(
-            directory / CONFIG_NAME,
-            lambda path: path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n"),
-        )
+        atomic_write(directory / CONFIG_NAME, lambda path: path.write_text(text))
         return directory
+
+    def _encoder_is_pretrained(self) -> bool:
+        from vqrae.tokenizer.encoders import get_encoder_spec
+        from vqrae.tokenizer.registry import load_pretrained_encoder
+
+        if get_encoder_spec(self.config.encoder).asset is None:
+            return False
+        reference = load_pretrained_encoder(self.config).state_dict()
+        ours = self.encoder.state_dict()
+        return reference.keys() == ours.keys() and all(
+            torch.equal(reference[k], ours[k].detach().cpu()) for k in ours
+        )
 
     @classmethod
     def from_directory(
@@ -270,15 +299,30 @@ class VQRAE(nn.Module):
             raise ValueError(
                 f"{config_path}: model_type is {data.get('model_type')!r}, not 'vqrae'"
             )
+        omitted = data.pop("omitted_weights", {})
         config = VQRAEConfig.from_dict(data)
+        target = str(device) if device is not None else "cpu"
+        state = load_file(str(weights_path), device=target)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        if omitted.get("encoder") == "pretrained":
+            from vqrae.tokenizer.registry import load_pretrained_encoder
+
+            encoder = load_pretrained_encoder(config).state_dict()
+            state.update({f"encoder.{k}": v.to(target) for k, v in encoder.items()})
+        if "codebook_checksum" in omitted:
+            codebook = SimVQ(
+                config.codebook_size, config.codebook_dim, codebook_seed=config.codebook_seed
+            ).codebook
+            if _checksum(codebook) != omitted["codebook_checksum"]:
+                raise ValueError(
+                    f"{directory}: the codebook regenerated from its seed does not match the saved "
+                    "checksum (a different torch random generator?); re-save without compact"
+                )
+            state["quantizer.codebook"] = codebook.to(target)
         with torch.device("meta"):
             model = cls(config)
-        state = load_file(str(weights_path), device=str(device) if device is not None else "cpu")
-        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
         model.load_state_dict(state, strict=True, assign=True)
-        model.quantizer.usage_counts = torch.zeros_like(
-            model.quantizer.usage_counts, device=state[next(iter(state))].device
-        )
+        model.quantizer.usage_counts = torch.zeros_like(model.quantizer.usage_counts, device=target)
         return model.eval()
 
     @classmethod
@@ -298,3 +342,11 @@ class VQRAE(nn.Module):
             f"{name_or_path!r} is neither a checkpoint directory nor a registered model "
             f"(known: {', '.join(list_models())})"
         )
+
+
+def _checksum(tensor: torch.Tensor) -> str:
+    """sha256 of a tensor's float32 bytes."""
+    import hashlib
+
+    data = tensor.detach().float().cpu().contiguous().numpy().tobytes()
+    return hashlib.sha256(data).hexdigest()
