@@ -141,14 +141,17 @@ def test_from_pretrained_rejects_unknown_paths() -> None:
         VQRAE.from_pretrained("/no/such/dir")
 
 
-def test_calibration_centres_the_projection_and_spreads_the_codes(model: VQRAE) -> None:
+def test_calibration_whitens_the_projection_and_spreads_the_codes(model: VQRAE) -> None:
     torch.manual_seed(0)
-    features = torch.randn(64, 16, 32) * 0.3 + torch.randn(32) * 3.0  # a shared direction
+    # Anisotropic features with a shared offset, like VFM tokens.
+    features = torch.randn(64, 16, 32) * torch.logspace(0, -2, 32) + torch.randn(32) * 3.0
     before = model.quantize(features).indices.unique().numel()
-    model.calibrate_quantizer_input(features)
-    z = model.quant_proj(features.reshape(-1, 32))
+    model.calibrate_quantizer_input(features, gain=4.0, floor=0.0)
+    z = model.quant_proj(features.reshape(-1, 32)).double()
     assert z.mean(0).abs().max() < 1e-4
-    assert z.std(0).mean().item() == pytest.approx(48**-0.5, rel=1e-3)
+    cov = torch.cov(z.T) * 48 / 16  # whitened: eigenvalues gain^2 / e on a 32-dim subspace
+    eigenvalues = torch.linalg.eigvalsh(cov)[-32:]
+    assert torch.allclose(eigenvalues, torch.ones(32, dtype=torch.float64), rtol=1e-3)
     assert model.quantize(features).indices.unique().numel() > 2 * before
 
 

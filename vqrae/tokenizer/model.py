@@ -209,20 +209,32 @@ class VQRAE(nn.Module):
         )
 
     @torch.no_grad()
-    def calibrate_quantizer_input(self, features: torch.Tensor) -> None:
+    def calibrate_quantizer_input(
+        self, features: torch.Tensor, gain: float = 4.0, floor: float = 1e-2
+    ) -> None:
         """Data-dependent initialisation of the d->e projection from encoder features (..., d).
 
-        VFM tokens share a large common direction and are far longer than the codes
-        (|z| ~ 16 against |c| ~ 1 for DINOv2-S), so at initialisation every token picks the same
-        few codes and the codebook collapses before it can learn. This recentres the projected
-        features on zero and rescales them to the codebook's scale (per-dimension std e^-1/2).
+        VFM tokens are strongly anisotropic (DINOv2-S patch tokens have an effective rank of
+        about 4 of 384) and share a common direction, so through a random projection every token
+        is nearest to the same few codes and the codebook collapses before W can learn. This
+        sets the projection to a whitening of the features (centred, covariance eigenvalues
+        floored at ``floor`` x their mean so near-empty directions are not blown up), embedded
+        into the e-dimensional code space by a fixed random orthonormal map and scaled to
+        ``gain / sqrt(e)`` per dimension.
         """
-        flat = features.reshape(-1, features.shape[-1]).float()
-        projected = self.quant_proj(flat)  # (T, e)
-        mean = projected.mean(dim=0)
-        scale = projected.std(dim=0).mean() * self.config.codebook_dim**0.5
-        self.quant_proj.weight.div_(scale)
-        self.quant_proj.bias.sub_(mean).div_(scale)
+        flat = features.reshape(-1, features.shape[-1]).double()  # (T, d)
+        dim, code_dim = flat.shape[1], self.config.codebook_dim
+        mean = flat.mean(dim=0)
+        eigenvalues, vectors = torch.linalg.eigh(torch.cov((flat - mean).T))
+        eigenvalues = eigenvalues.clamp_min(0) + floor * eigenvalues.clamp_min(0).mean()
+        whiten = vectors @ torch.diag(eigenvalues.rsqrt()) @ vectors.T  # (d, d)
+        generator = torch.Generator().manual_seed(self.config.codebook_seed + 1)
+        embed = torch.linalg.qr(
+            torch.randn(code_dim, dim, generator=generator, dtype=torch.float64)
+        )[0]
+        weight = (gain / code_dim**0.5) * embed @ whiten  # (e, d)
+        self.quant_proj.weight.copy_(weight.to(self.quant_proj.weight))
+        self.quant_proj.bias.copy_((-weight @ mean).to(self.quant_proj.bias))
 
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
