@@ -471,8 +471,9 @@ class TokenizerTrainer:
                 dist.all_reduce(param.grad)
                 param.grad /= self.ctx.world_size
 
-    def train_step(self, batches: list[torch.Tensor]) -> dict[str, float]:
-        """One optimizer step over ``grad_accum`` micro-batches; returns averaged metrics."""
+    def train_step(self, batches: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One optimizer step over ``grad_accum`` micro-batches; returns averaged metrics
+        (tensors: converting them is left to logging, so a step never waits on the device)."""
         self._set_lr()
         accum = len(batches)
         sums: dict[str, torch.Tensor] = {}
@@ -515,7 +516,7 @@ class TokenizerTrainer:
             self.disc_optimizer.step()
             self.disc_optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return {k: float(v) for k, v in sums.items()}
+        return sums
 
     # ------------------------------------------------------------------ eval / export
     def _state_options(self):
@@ -626,7 +627,8 @@ class TokenizerTrainer:
                 unit="step",
                 dynamic_ncols=True,
             )
-        window: list[dict[str, float]] = []
+        window: list[dict[str, torch.Tensor]] = []
+        usage_mark = self.model.quantizer.usage_counts.clone()
         start = time.perf_counter()
         while self.step < cfg.steps:
             batches = []
@@ -640,9 +642,11 @@ class TokenizerTrainer:
                 bar.update(1)
             if cfg.log_every and self.step % cfg.log_every == 0:
                 averaged = self.ctx.mean(
-                    {k: float(np.mean([m.get(k, 0.0) for m in window])) for k in window[-1]}
+                    {k: float(np.mean([float(m.get(k, 0.0)) for m in window])) for k in window[-1]}
                 )
-                averaged["usage"] = self.model.quantizer.codebook_usage()
+                counts = self.model.quantizer.usage_counts
+                averaged["usage"] = float(((counts - usage_mark) > 0).float().mean())  # window
+                usage_mark = counts.clone()
                 skipped = self.skipped_images()  # collective: every process is here
                 averaged["imgs_per_s"] = (
                     cfg.batch_size * len(window) / max(time.perf_counter() - start, 1e-9)
