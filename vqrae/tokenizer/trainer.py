@@ -19,7 +19,6 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,71 +42,19 @@ from vqrae.tokenizer.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
+from vqrae.tokenizer.ema import EMA
 from vqrae.tokenizer.encoders import get_encoder_spec
 from vqrae.tokenizer.model import VQRAE
 from vqrae.tokenizer.objective import TokenizerObjective
 from vqrae.tokenizer.registry import create_model, load_pretrained_encoder
 from vqrae.tokenizer.train_config import TrainConfig
+from vqrae.utils.distributed import DistributedContext
 from vqrae.utils.files import atomic_write
 from vqrae.utils.runtime import autocast, default_precision, git_revision
 
-__all__ = ["DistributedContext", "TokenizerTrainer", "lr_factor"]
+__all__ = ["DistributedContext", "TokenizerTrainer", "lr_factor"]  # context re-exported
 
 log = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------------------- distribution
-@dataclass
-class DistributedContext:
-    """Rank, world size and device of this process."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_environment(cls, device: str = "auto") -> DistributedContext:
-        """Read torchrun's variables; initialise the process group when there are several."""
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        rank = int(os.environ.get("RANK", "0"))
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        use_cuda = torch.cuda.is_available() and device in ("auto", "cuda")
-        target = torch.device(f"cuda:{local}") if use_cuda else torch.device("cpu")
-        if use_cuda:
-            torch.cuda.set_device(target)
-        if world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if use_cuda else "gloo")
-        return cls(rank=rank, world_size=world, local_rank=local, device=target)
-
-    def barrier(self) -> None:
-        if self.enabled:
-            dist.barrier()
-
-    def sum_int(self, value: int) -> int:
-        """Sum an integer over processes."""
-        if not self.enabled:
-            return value
-        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
-        dist.all_reduce(tensor)
-        return int(tensor.item())
-
-    def mean(self, values: dict[str, float]) -> dict[str, float]:
-        """Average scalar metrics over processes."""
-        if not self.enabled or not values:
-            return values
-        keys = sorted(values)
-        tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=self.device)
-        dist.all_reduce(tensor)
-        return dict(zip(keys, (tensor / self.world_size).tolist(), strict=True))
 
 
 # ---------------------------------------------------------------------------- schedule
@@ -141,62 +88,6 @@ def _param_groups(model: VQRAE, cfg: TrainConfig) -> list[dict[str, Any]]:
             }
         )
     return out
-
-
-class EMA:
-    """Exponential moving average of the trainable parameters (fp32 copies).
-
-    Under FSDP the copies are sharded like the parameters; :meth:`state_dict` gathers them
-    (a collective call) and :meth:`load_state_dict` shards full tensors again.
-    """
-
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.decay = decay
-        self.names = [n for n, p in model.named_parameters() if p.requires_grad]
-        params = dict(model.named_parameters())
-        self.shadow = {n: params[n].detach().float().clone() for n in self.names}
-
-    def decay_at(self, step: int) -> float:
-        """The decay used after ``step`` optimizer steps: warmed up as ``(1 + t) / (10 + t)``
-        so that short runs are not dominated by the initial weights."""
-        return min(self.decay, (1.0 + step) / (10.0 + step))
-
-    @torch.no_grad()
-    def update(self, model: nn.Module, step: int) -> None:
-        params = dict(model.named_parameters())
-        torch._foreach_lerp_(
-            [self.shadow[n] for n in self.names],
-            [params[n].detach().float() for n in self.names],
-            1.0 - self.decay_at(step),
-        )
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {n: _full(t).cpu() for n, t in self.shadow.items()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        missing = set(self.names) - set(state)
-        if missing:
-            raise ValueError(f"EMA state is missing {sorted(missing)[:5]}")
-        for name in self.names:
-            self.shadow[name] = _like(state[name].float(), self.shadow[name])
-
-
-def _full(tensor: torch.Tensor) -> torch.Tensor:
-    """The whole tensor behind a (possibly sharded) DTensor; collective for DTensors."""
-    from torch.distributed.tensor import DTensor
-
-    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
-
-
-def _like(full: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """``full`` placed like ``reference`` (sharded again when ``reference`` is a DTensor)."""
-    from torch.distributed.tensor import DTensor, distribute_tensor
-
-    if isinstance(reference, DTensor):
-        return distribute_tensor(
-            full.to(reference.device), reference.device_mesh, reference.placements
-        )
-    return full.to(reference.device).clone()
 
 
 # ---------------------------------------------------------------------------- trainer
