@@ -151,13 +151,17 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_two_processes_equal_one_process_on_the_same_global_batch(tmp_path, image_folder) -> None:
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_equal_one_process_on_the_same_global_batch(
+    tmp_path, image_folder, strategy
+) -> None:
     recipe = _recipe(
         tmp_path,
         image_folder,
         steps=3,
         ema_decay=0.0,
         checkpoint_every=3,
+        distributed=strategy,
         objective={"perceptual_weight": 0.0, "gan_start_step": 0},
     )
     one = tmp_path / "one"

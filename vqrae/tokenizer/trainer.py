@@ -432,12 +432,14 @@ class TokenizerTrainer:
             )
         return self.optimizer.state_dict()
 
-    def eval_model(self) -> VQRAE:
+    def eval_model(self) -> VQRAE | None:
         """An unsharded copy of the model carrying the EMA weights (or the raw ones), in eval
-        mode on this process's device. Collective under FSDP: call on every process."""
+        mode, on the main process (``None`` elsewhere). Collective: call on every process."""
         state = self.full_model_state()
-        if self.ema is not None:
-            state.update(self.ema.state_dict())
+        ema = self.ema.state_dict() if self.ema is not None else {}
+        if not self.ctx.is_main:
+            return None
+        state.update(ema)
         with torch.device("meta"):
             model = VQRAE(self.model.config)
         model.load_state_dict(state, strict=True, assign=True)
@@ -449,8 +451,8 @@ class TokenizerTrainer:
     def export(self, dtype: torch.dtype | None = None) -> Path:
         """Write the (EMA) model as a ``save_pretrained`` directory ``out/model``."""
         path = self.out / "model"
-        model = self.eval_model()
-        if self.ctx.is_main:
+        model = self.eval_model()  # collective
+        if model is not None:
             model.save_pretrained(path, dtype=dtype)
         self.ctx.barrier()
         return path
@@ -459,8 +461,8 @@ class TokenizerTrainer:
         """Run the reconstruction evaluation on the validation split (main process)."""
         if not self.val_indices:
             return None
-        model = self.eval_model()  # collective under FSDP
-        if not self.ctx.is_main:
+        model = self.eval_model()  # collective
+        if model is None:
             return None
         from vqrae.eval.recon import evaluate_reconstruction, write_metrics
         from vqrae.eval.report import write_recon_report
@@ -488,8 +490,8 @@ class TokenizerTrainer:
     def _log_images(self, writer: Any | None, images: torch.Tensor) -> None:
         from vqrae.data.images import save_image
 
-        model = self.eval_model()  # collective under FSDP
-        if not self.ctx.is_main:
+        model = self.eval_model()  # collective
+        if model is None:
             return
         with torch.no_grad():
             recon = model.reconstruct(images[:8])
