@@ -200,6 +200,7 @@ class TokenizerTrainer:
     def _freeze_for_stage(self) -> None:
         encoder_trains = self.cfg.stage == 2
         self.model.encoder.requires_grad_(encoder_trains)
+        self.model.quant_proj.requires_grad_(not self.cfg.freeze_quantizer_input)
         # A frozen encoder still needs its buffers; no dropout or norm statistics change.
 
     def _wrap(self, model: VQRAE) -> nn.Module:
