@@ -82,6 +82,25 @@ def _batches(items: Sequence[Any], size: int):
         yield items[start : start + size]
 
 
+def _check_positive(flag: str, value: int | None) -> None:
+    """Reject a count flag below 1 (``None`` means unset)."""
+    if value is not None and value < 1:
+        raise CommandError(f"{flag} must be >= 1, got {value}")
+
+
+def _open_data(data: str, split: str | None):
+    """An image source (folder, saved dataset, hf:NAME) with at least one item."""
+    from vqrae.data.sources import SourceError, open_source
+
+    try:
+        source = open_source(data, split=split)
+    except SourceError as exc:
+        raise CommandError(str(exc)) from None
+    if len(source) == 0:
+        raise CommandError(f"{data}: no images found")
+    return source
+
+
 # ---------------------------------------------------------------------------- commands
 class ImageBatches:
     """Readable images of the inputs in batches, on the model's device, with a progress bar.
@@ -100,8 +119,7 @@ class ImageBatches:
     ) -> None:
         from vqrae.data.images import ImageReadError, list_images
 
-        if batch_size < 1:
-            raise CommandError(f"--batch-size must be >= 1, got {batch_size}")
+        _check_positive("--batch-size", batch_size)
         try:
             self.paths = list_images(images)
         except ImageReadError as exc:
@@ -429,7 +447,6 @@ def eval_recon(
     """
     from tqdm.auto import tqdm
 
-    from vqrae.data.sources import SourceError, open_source
     from vqrae.eval.recon import (
         evaluate_reconstruction,
         resolve_size,
@@ -438,16 +455,9 @@ def eval_recon(
     )
     from vqrae.eval.report import write_recon_report
 
-    if batch_size < 1:
-        raise CommandError(f"--batch-size must be >= 1, got {batch_size}")
-    if max_images is not None and max_images < 1:
-        raise CommandError(f"--max-images must be >= 1, got {max_images}")
-    try:
-        source = open_source(data, split=split)
-    except SourceError as exc:
-        raise CommandError(str(exc)) from None
-    if len(source) == 0:
-        raise CommandError(f"{data}: no images found")
+    _check_positive("--batch-size", batch_size)
+    _check_positive("--max-images", max_images)
+    source = _open_data(data, split)
     net, target = load_model(model, device)
     try:
         size = resolve_size(net, size)
@@ -533,7 +543,6 @@ def eval_semantics(
     """
     from tqdm.auto import tqdm
 
-    from vqrae.data.sources import SourceError, open_source
     from vqrae.eval.recon import resolve_size
     from vqrae.eval.semantic_eval import (
         LABEL_GROUPS,
@@ -542,18 +551,11 @@ def eval_semantics(
         write_semantics,
     )
 
-    if batch_size < 1:
-        raise CommandError(f"--batch-size must be >= 1, got {batch_size}")
-    if clusters is not None and clusters < 1:
-        raise CommandError(f"--clusters must be >= 1, got {clusters}")
+    _check_positive("--batch-size", batch_size)
+    _check_positive("--clusters", clusters)
     if label_groups not in LABEL_GROUPS:
         raise CommandError(f"--label-groups must be one of: {', '.join(LABEL_GROUPS)}")
-    try:
-        source = open_source(data, split=split)
-    except SourceError as exc:
-        raise CommandError(str(exc)) from None
-    if len(source) == 0:
-        raise CommandError(f"{data}: no images found")
+    source = _open_data(data, split)
     net, target = load_model(model, device)
     try:
         size = resolve_size(net, size)
