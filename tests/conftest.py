@@ -1,4 +1,4 @@
-"""Shared fixtures: the real pretrained assets (fetched once per session) and sample images.
+"""Shared fixtures: the real pretrained assets (fetched once per test run) and sample images.
 
 The assets live in the real cache (``$VQRAE_HOME`` or ``~/.cache/vqrae``), so only the first
 run downloads and converts them. A test that needs an asset is skipped, with the reason, when
