@@ -75,3 +75,14 @@ def load_images() -> Callable[[Sequence[Path], int], torch.Tensor]:
         return torch.stack([_center_crop(p, size) for p in paths])
 
     return load
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A save_pretrained directory of the tiny random test variant."""
+    import vqrae
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    vqrae.create_model("vqrae-test-tiny").save_pretrained(path)
+    return path

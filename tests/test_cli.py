@@ -7,21 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 from safetensors import safe_open
 
 import vqrae
 from tests.odd_images import write_bad_files, write_odd_images
 from vqrae.cli import main
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny"
-    vqrae.create_model("vqrae-test-tiny").save_pretrained(path)
-    return path
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

@@ -320,7 +320,8 @@ def train_tokenizer(
         progress: show a progress bar.
     """
     from vqrae.tokenizer.train_config import load_train_config
-    from vqrae.tokenizer.trainer import DistributedContext, TokenizerTrainer
+    from vqrae.tokenizer.trainer import TokenizerTrainer
+    from vqrae.utils.distributed import DistributedContext
 
     try:
         cfg = load_train_config(config, stage=stage, overrides=set)

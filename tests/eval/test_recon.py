@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import vqrae
@@ -60,14 +59,6 @@ def _smooth_images(n: int, size: int = 64, seed: int = 0) -> list[Image.Image]:
         rgb = np.stack([a[i] * xx + b[i] * yy + c[i] * xx * yy for i in range(3)], -1)
         images.append(Image.fromarray((np.clip(rgb / 2, 0, 1) * 255).astype(np.uint8)))
     return images
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny"
-    vqrae.create_model("vqrae-test-tiny").save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -28,14 +28,6 @@ def _two_colour_classes(folder: Path, per_class: int = 6) -> None:
             Image.fromarray(pixels).save(folder / f"{name}_{i:02d}.png")
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny"
-    vqrae.create_model("vqrae-test-tiny").save_pretrained(path)
-    return path
-
-
 def test_two_colour_classes_are_retained_and_clustered(tmp_path, tiny_checkpoint) -> None:
     _two_colour_classes(tmp_path / "data")
     write_bad_files(tmp_path / "data")

@@ -52,7 +52,7 @@ from vqrae.utils.distributed import DistributedContext
 from vqrae.utils.files import atomic_write
 from vqrae.utils.runtime import autocast, default_precision, git_revision
 
-__all__ = ["DistributedContext", "TokenizerTrainer", "lr_factor"]  # context re-exported
+__all__ = ["TokenizerTrainer", "lr_factor"]
 
 log = logging.getLogger(__name__)
 
