@@ -128,9 +128,9 @@ class ImageBatches:
             raise CommandError("no images found in the given paths")
         self.net, self.device = load_model(model, device)
         self.size = size or self.net.config.image_size
-        if self.size % self.net.patch_size:
+        if self.size % self.net.size_multiple:
             raise CommandError(
-                f"--size {self.size} is not divisible by the patch size {self.net.patch_size}"
+                f"--size {self.size} is not a multiple of the model's {self.net.size_multiple} px"
             )
         self.command = command
         self.batch_size = batch_size
@@ -253,7 +253,7 @@ def tokenize(
         files.extend(str(p) for p in paths)
     if not rows:
         raise CommandError("no image could be read; nothing written")
-    grid = batches.size // batches.net.patch_size
+    grid = batches.size // batches.net.pixels_per_token
     metadata = {
         "files": json.dumps(files),
         "model": model,

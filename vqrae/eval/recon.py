@@ -226,14 +226,14 @@ def resolve_size(model: nn.Module, size: int | None) -> int:
         ValueError: naming the nearest valid sizes when ``size`` is not a multiple of the patch.
     """
     resolved = size or model.config.image_size
-    patch = getattr(model, "patch_size", 1)
+    patch = getattr(model, "size_multiple", None) or getattr(model, "patch_size", 1)
     if resolved < 1:
         raise ValueError(f"size must be positive, got {resolved}")
     if resolved % patch:
         lower = max(patch, resolved // patch * patch)
         upper = (resolved // patch + 1) * patch
         raise ValueError(
-            f"size {resolved} is not divisible by the model's patch size {patch}; "
+            f"size {resolved} is not a multiple of the model's {patch} px; "
             f"nearest valid sizes: {lower} or {upper}"
         )
     return resolved

@@ -242,6 +242,12 @@ class VFMEncoder(nn.Module):
             )
         return nn.LayerNorm(norm.normalized_shape, eps=norm.eps, elementwise_affine=False)
 
+    def trainable_tail(self, num_blocks: int) -> nn.ModuleList:
+        """The last ``num_blocks`` blocks and the final norm (what partial fine-tuning trains)."""
+        if not 1 <= num_blocks <= len(self.blocks):
+            raise ValueError(f"num_blocks must be in [1, {len(self.blocks)}], got {num_blocks}")
+        return nn.ModuleList([*list(self.blocks)[-num_blocks:], self.norm])
+
     @property
     def grid_size(self) -> tuple[int, int]:
         """Token grid at the configured resolution."""

@@ -139,13 +139,25 @@ class TokenizerObjective(nn.Module):
     def gan_active(self, step: int) -> bool:
         return self.discriminator is not None and step >= self.config.gan_start_step
 
-    def generator_loss(self, model: nn.Module, images: torch.Tensor, step: int) -> ObjectiveOutput:
+    def generator_loss(
+        self,
+        model: nn.Module,
+        images: torch.Tensor,
+        step: int,
+        features: torch.Tensor | None = None,
+    ) -> ObjectiveOutput:
         """Run the model on ``images`` (B, 3, H, W) in [0, 1] and return its total loss.
 
-        ``model`` may be a DDP / FSDP wrapper around a :class:`VQRAE`.
+        ``model`` may be a DDP / FSDP wrapper around a :class:`VQRAE`; ``features`` (B, N, d)
+        are a frozen encoder's cached output for ``images`` (stage 1), used instead of
+        encoding them again.
         """
         cfg = self.config
-        out = model(images, clamp=False)
+        if features is not None and cfg.distill_weight > 0:
+            raise ValueError(
+                "cached features come from a frozen encoder; distillation needs it live"
+            )
+        out = model(images, clamp=False, features=features)
         recon = out.recon.float()
         target = images.float()
         l2 = F.mse_loss(recon, target)

@@ -84,11 +84,14 @@ register_model(
         {
             "encoder": "dinov2-small",
             "image_size": 224,
-            "codebook_size": 4096,
-            "codebook_dim": 768,
-            "decoder_depth": 6,
+            "codebook_size": 2048,
+            "codebook_dim": 384,
+            "encoder_scale": 2,
+            "decoder_merge": 2,
+            "decoder_depth": 4,
         },
-        "CPU-sized DINOv2 ViT-S/14 tokenizer: 4096 x 768 SimVQ, 6-block decoder",
+        "CPU-sized DINOv2 ViT-S/14 tokenizer: 32x32 codes at 224 px (encoder reads 448 px), "
+        "2048 x 384 SimVQ, 4-block decoder on 2x2-merged tokens",
     )
 )
 # Tiny random variants for tests.

@@ -107,14 +107,23 @@ class TrainConfig:
         log_every, image_every, eval_every, checkpoint_every: intervals in steps (0 disables).
         keep_checkpoints: number of most recent checkpoints kept.
         eval_images: validation images evaluated at each evaluation (0: all of the split).
-        calibration_images: training images whose encoder features initialise the d->e
-            projection (see ``VQRAE.calibrate_quantizer_input``) at the start of a fresh run
-            that does not start from ``init_from``; 0 disables.
+        calibration_images: training images whose encoder features initialise the quantizer at
+            the start of a fresh run that does not start from ``init_from``; 0 disables.
+        calibration: ``"data"``: the d->e projection centres the features and the frozen
+            codebook is drawn from them (``VQRAE.calibrate_codebook``); ``"whiten"``: the
+            projection whitens them and the codebook stays Gaussian
+            (``VQRAE.calibrate_quantizer_input``).
+        quantizer_input_lr_scale: learning-rate multiplier of the d->e projection.
         freeze_quantizer_input: keep the calibrated d->e projection fixed (SimVQ's W still
             adapts the codebook). Measured on the CPU demo: frozen keeps the code histogram
             wider (window usage ~30% against ~15%) but reconstructs worse (training L2 0.085
             at step 480 against 0.048 at step 390 with it trained), so the paper's trainable
             projection stays the default.
+        precompute_features: stage 1 only (the encoder is frozen): compute every training
+            image's features once, on its centre crop, and train on those; training images are
+            then not augmented. Cached in ``out/feature_cache.pt``.
+        trainable_encoder_blocks: stage 2: train only the last N encoder blocks and the final
+            norm (0: the whole encoder); a compact export then stores only those.
     """
 
     model: str = "vqrae-dinov2-s"
@@ -136,7 +145,11 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     calibration_images: int = 256
+    calibration: Literal["data", "whiten"] = "data"
+    quantizer_input_lr_scale: float = 1.0
     freeze_quantizer_input: bool = False
+    precompute_features: bool = False
+    trainable_encoder_blocks: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
@@ -156,6 +169,12 @@ class TrainConfig:
             raise ValueError(f"distributed must be 'ddp' or 'fsdp', got {self.distributed!r}")
         if self.keep_checkpoints < 1:
             raise ValueError(f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+        if self.calibration not in ("data", "whiten"):
+            raise ValueError(f"calibration must be 'data' or 'whiten', got {self.calibration!r}")
+        if self.quantizer_input_lr_scale < 0 or self.trainable_encoder_blocks < 0:
+            raise ValueError("quantizer_input_lr_scale and trainable_encoder_blocks must be >= 0")
+        if self.precompute_features and self.stage != 1:
+            raise ValueError("precompute_features needs a frozen encoder: stage 1 only")
         if not self.data.train:
             raise ValueError("data.train is required (an image folder or a dataset)")
 

@@ -44,6 +44,12 @@ from vqrae.tokenizer.checkpoint import (
 )
 from vqrae.tokenizer.ema import EMA
 from vqrae.tokenizer.encoders import get_encoder_spec
+from vqrae.tokenizer.feature_cache import (
+    CachedFeatureDataset,
+    CachedFeatures,
+    collate_cached,
+    load_or_build_cache,
+)
 from vqrae.tokenizer.model import VQRAE
 from vqrae.tokenizer.objective import TokenizerObjective
 from vqrae.tokenizer.registry import create_model, load_pretrained_encoder
@@ -67,17 +73,25 @@ def lr_factor(step: int, warmup: int, total: int, final_ratio: float) -> float:
 
 
 def _param_groups(model: VQRAE, cfg: TrainConfig) -> list[dict[str, Any]]:
-    """AdamW groups: (encoder | rest) x (decay | no decay); frozen parameters left out."""
+    """AdamW groups: (encoder | d->e projection | rest) x (decay | no decay); frozen parameters
+    left out."""
     groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        part = "encoder" if name.startswith("encoder.") else "main"
+        part = "main"
+        if name.startswith("encoder."):
+            part = "encoder"
+        elif name.startswith("quant_proj."):
+            part = "quant_proj"
         no_decay = param.ndim < 2 or name.endswith("pos_embed") or "token" in name
         groups.setdefault((part, no_decay), []).append(param)
     out = []
     for (part, no_decay), params in sorted(groups.items()):
-        base = cfg.optim.encoder_lr if part == "encoder" else cfg.optim.lr
+        base = {
+            "encoder": cfg.optim.encoder_lr,
+            "quant_proj": cfg.optim.lr * cfg.quantizer_input_lr_scale,
+        }.get(part, cfg.optim.lr)
         out.append(
             {
                 "params": params,
@@ -88,6 +102,15 @@ def _param_groups(model: VQRAE, cfg: TrainConfig) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+Batch = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+
+def _to_device(batch: Batch, device: torch.device) -> Batch:
+    if isinstance(batch, tuple):
+        return tuple(t.to(device, non_blocking=True) for t in batch)
+    return batch.to(device, non_blocking=True)
 
 
 # ---------------------------------------------------------------------------- trainer
@@ -132,6 +155,18 @@ class TokenizerTrainer:
             len(self.collection), config.data.val_count, config.data.split_seed
         )
         self.image_size = config.data.image_size or self.model.config.image_size
+        self.feature_cache: CachedFeatures | None = None
+        if config.precompute_features:
+            self.feature_cache = load_or_build_cache(
+                self.out / "feature_cache.pt",
+                self.model,
+                TrainImageDataset(self.collection, self.image_size, train=False),
+                self.train_indices,
+                self.device,
+                self.precision,
+                self.ctx,
+            )
+            self.train_indices = self.feature_cache.indices  # the readable ones
         if not resume and not config.init_from and config.calibration_images > 0:
             self._calibrate()  # before wrapping, the optimizer and the EMA copy
         teacher = self._build_teacher() if config.objective.distill_weight > 0 else None
@@ -173,7 +208,11 @@ class TokenizerTrainer:
 
     @torch.no_grad()
     def _calibrate(self) -> None:
-        """Initialise the d->e projection from the first training images' features."""
+        """Initialise the quantizer from the first training images' features."""
+        if self.feature_cache is not None:
+            features = self.feature_cache.features[: self.cfg.calibration_images]
+            self._apply_calibration(features.to(self.device).float())
+            return
         dataset = TrainImageDataset(self.collection, self.image_size, train=False)
         indices = self.train_indices[: self.cfg.calibration_images]
         features = []
@@ -186,7 +225,13 @@ class TokenizerTrainer:
                     features.append(self.model.encode(batch).float())
         if not features:
             raise ValueError("calibration: none of the first training images could be read")
-        self.model.calibrate_quantizer_input(torch.cat(features))
+        self._apply_calibration(torch.cat(features))
+
+    def _apply_calibration(self, features: torch.Tensor) -> None:
+        if self.cfg.calibration == "data":
+            self.model.calibrate_codebook(features)
+        else:
+            self.model.calibrate_quantizer_input(features)
 
     def _build_teacher(self) -> nn.Module:
         """The frozen original encoder: its pretrained weights, or for an encoder without
@@ -198,8 +243,12 @@ class TokenizerTrainer:
         return copy.deepcopy(self.model.encoder)
 
     def _freeze_for_stage(self) -> None:
-        encoder_trains = self.cfg.stage == 2
-        self.model.encoder.requires_grad_(encoder_trains)
+        encoder = self.model.encoder
+        encoder.requires_grad_(self.cfg.stage == 2)
+        last = self.cfg.trainable_encoder_blocks
+        if self.cfg.stage == 2 and last:
+            encoder.requires_grad_(False)
+            encoder.trainable_tail(last).requires_grad_(True)
         self.model.quant_proj.requires_grad_(not self.cfg.freeze_quantizer_input)
         # A frozen encoder still needs its buffers; no dropout or norm statistics change.
 
@@ -239,16 +288,16 @@ class TokenizerTrainer:
 
     # ------------------------------------------------------------------ data
     def _loader(self) -> DataLoader:
+        if self.feature_cache is not None:
+            return DataLoader(
+                CachedFeatureDataset(self.feature_cache),
+                batch_size=self.cfg.batch_size // self.cfg.grad_accum // self.ctx.world_size,
+                sampler=self._sampler(),
+                collate_fn=collate_cached,
+                num_workers=0,
+            )
         micro_total = self.cfg.batch_size // self.cfg.grad_accum
-        sampler = StepSampler(
-            self.train_indices,
-            global_batch=self.cfg.batch_size,
-            accum=self.cfg.grad_accum,
-            rank=self.ctx.rank,
-            world_size=self.ctx.world_size,
-            seed=self.cfg.seed,
-            start_step=self.step,
-        )
+        sampler = self._sampler()
         dataset = TrainImageDataset(
             self.collection,
             self.image_size,
@@ -265,6 +314,17 @@ class TokenizerTrainer:
             num_workers=workers,
             persistent_workers=False,
             prefetch_factor=2 if workers > 0 else None,
+        )
+
+    def _sampler(self) -> StepSampler:
+        return StepSampler(
+            self.train_indices,
+            global_batch=self.cfg.batch_size,
+            accum=self.cfg.grad_accum,
+            rank=self.ctx.rank,
+            world_size=self.ctx.world_size,
+            seed=self.cfg.seed,
+            start_step=self.step,
         )
 
     # ------------------------------------------------------------------ checkpoints
@@ -363,9 +423,12 @@ class TokenizerTrainer:
                 dist.all_reduce(param.grad)
                 param.grad /= self.ctx.world_size
 
-    def train_step(self, batches: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def train_step(self, batches: list[Batch]) -> dict[str, torch.Tensor]:
         """One optimizer step over ``grad_accum`` micro-batches; returns averaged metrics
-        (tensors: converting them is left to logging, so a step never waits on the device)."""
+        (tensors: converting them is left to logging, so a step never waits on the device).
+
+        A micro-batch is images (B, 3, H, W), or ``(images, features)`` with the frozen
+        encoder's cached features (B, N, d)."""
         self._set_lr()
         accum = len(batches)
         sums: dict[str, torch.Tensor] = {}
@@ -373,12 +436,15 @@ class TokenizerTrainer:
         gan = self.objective.gan_active(self.step)
         if self.objective.discriminator is not None:
             self.objective.discriminator.requires_grad_(False)
-        for i, images in enumerate(batches):
+        for i, batch in enumerate(batches):
+            images, features = batch if isinstance(batch, tuple) else (batch, None)
             sync = i == accum - 1 or not self.ctx.enabled or self.cfg.distributed != "ddp"
             no_sync = contextlib.nullcontext() if sync else self.train_model.no_sync()
             with no_sync:
                 with autocast(self.device, self.precision):
-                    out = self.objective.generator_loss(self.train_model, images, self.step)
+                    out = self.objective.generator_loss(
+                        self.train_model, images, self.step, features=features
+                    )
                 (out.loss / accum).backward()
             for key, value in out.metrics.items():
                 sums[key] = sums.get(key, 0.0) + value / accum
@@ -527,9 +593,9 @@ class TokenizerTrainer:
         while self.step < cfg.steps:
             batches = []
             for _ in range(cfg.grad_accum):
-                images, skipped = next(loader)
+                batch, skipped = next(loader)
                 self._skipped_here += skipped
-                batches.append(images.to(self.device, non_blocking=True))
+                batches.append(_to_device(batch, self.device))
             metrics = self.train_step(batches)
             window.append(metrics)
             if bar is not None:
@@ -560,7 +626,8 @@ class TokenizerTrainer:
                     writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.step)
                     writer.add_scalar("train/skipped_images", skipped, self.step)
             if cfg.image_every and self.step % cfg.image_every == 0:
-                self._log_images(writer, batches[0])
+                first = batches[0]
+                self._log_images(writer, first[0] if isinstance(first, tuple) else first)
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.save()
             if cfg.eval_every and self.step % cfg.eval_every == 0:
