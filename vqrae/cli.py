@@ -341,9 +341,9 @@ def train_tokenizer(
 def export(model: str, *, out: str, dtype: str = "float16", compact: bool = True) -> int:
     """Re-save a tokenizer for distribution: half precision, and compact by default.
 
-    Compact leaves out what can be rebuilt exactly on load: the encoder when it still equals
-    its pretrained weights (fetched through vqrae.assets) and the frozen random codebook
-    (regenerated from its seed, verified by checksum).
+    Compact leaves out what can be rebuilt exactly on load: the encoder tensors that still
+    equal their pretrained weights (fetched through vqrae.assets) and the frozen codebook when
+    it is the random one (regenerated from its seed, verified by checksum).
 
     Args:
         model: a registered model name or a save_pretrained directory.

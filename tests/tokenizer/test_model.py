@@ -181,8 +181,63 @@ def test_compact_save_references_an_unchanged_pretrained_encoder(tmp_path) -> No
         loaded.encoder.blocks[3].mlp.fc1.weight, model.encoder.blocks[3].mlp.fc1.weight
     )
     with torch.no_grad():
-        model.encoder.blocks[0].mlp.fc1.weight.add_(1e-3)  # a fine-tuned encoder is kept
+        model.encoder.blocks[-1].mlp.fc1.weight.add_(1e-3)  # a fine-tuned tensor is kept
     model.save_pretrained(tmp_path / "d", compact=True)
-    assert any(
-        k.startswith("encoder.") for k in load_file(str(tmp_path / "d" / "model.safetensors"))
-    )
+    saved = load_file(str(tmp_path / "d" / "model.safetensors"))
+    assert [k for k in saved if k.startswith("encoder.")] == ["encoder.blocks.11.mlp.fc1.weight"]
+    loaded = VQRAE.from_pretrained(tmp_path / "d")
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_finer_code_grid_with_merged_decoder_tokens(images: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    model = vqrae.create_model("vqrae-test-tiny", encoder_scale=2, decoder_merge=2).eval()
+    assert model.pixels_per_token == 7 and model.size_multiple == 14
+    out = model(images)
+    assert out.features.shape == (3, 64, 32)  # 56 px read at 112 px: an 8x8 grid
+    assert out.recon.shape == images.shape
+    assert model.decoder.grid_size == (4, 4) and model.decoder.patch_size == 14
+    indices = model.tokenize(images)
+    assert torch.equal(model.decode_indices(indices, (8, 8)), out.recon)
+    # The encoder sees the image upsampled: the same features as encoding it at 112 px.
+    upsampled = torch.nn.functional.interpolate(images, scale_factor=2, mode="bicubic")
+    assert torch.allclose(out.features, model.encoder(upsampled.clamp(0, 1)), atol=1e-6)
+    with pytest.raises(ValueError, match="encoder_scale 3 does not divide"):
+        vqrae.create_model("vqrae-test-tiny", encoder_scale=3)
+    with pytest.raises(ValueError, match="not divisible by decoder_merge 3"):
+        vqrae.create_model("vqrae-test-tiny", decoder_merge=3)
+
+
+def test_codebook_calibration_draws_codes_from_the_features(model: VQRAE) -> None:
+    torch.manual_seed(0)
+    features = torch.randn(64, 16, 32) * torch.logspace(0, -2, 32) + torch.randn(32) * 3.0
+    held_out = torch.randn(8, 16, 32) * torch.logspace(0, -2, 32) + features.mean((0, 1))
+    before = model.quantize(held_out)
+    model.calibrate_codebook(features)
+    with torch.no_grad():
+        z = model.quant_proj(features.reshape(-1, 32)).double()  # (T, e)
+    assert z.mean(0).abs().max() < 1e-5
+    assert z.pow(2).sum(1).mean() == pytest.approx(1.0, rel=1e-4)  # unit total variance
+    codebook = model.quantizer.codebook.double()
+    # Every code is one of the projected feature vectors; W is the identity.
+    assert torch.cdist(codebook, z).min(dim=1).values.max() < 1e-4
+    assert torch.equal(model.quantizer.codebook_transform.weight, torch.eye(48))
+    with torch.no_grad():
+        after = model.quantize(held_out)
+        z_held = model.quant_proj(held_out)
+    relative_error = (after.codes - z_held).pow(2).sum() / (z_held - z.float().mean(0)).pow(2).sum()
+    assert relative_error < 0.7  # 64 codes for 16-dim-ish data: most of the variance kept
+    assert after.indices.unique().numel() > before.indices.unique().numel()
+    with pytest.raises(ValueError, match="at least 64 feature vectors"):
+        model.calibrate_codebook(features[:3])
+
+
+def test_compact_save_keeps_a_calibrated_codebook(
+    model: VQRAE, images: torch.Tensor, tmp_path
+) -> None:
+    model.calibrate_codebook(torch.randn(8, 16, 32))
+    model.save_pretrained(tmp_path / "c", compact=True)
+    assert "quantizer.codebook" in load_file(str(tmp_path / "c" / "model.safetensors"))
+    loaded = VQRAE.from_pretrained(tmp_path / "c")
+    assert torch.equal(loaded(images).recon, model(images).recon)

@@ -317,3 +317,51 @@ def test_periodic_validation_writes_metrics_and_report(tmp_path, image_folder) -
     assert (out / "samples" / "step_00000002.png").exists()
     assert list((out / "tb").iterdir())
     assert yaml.safe_load((out / "config.yaml").read_text())["stage"] == 1
+
+
+def test_stage_one_trains_on_cached_features_and_reuses_the_cache(tmp_path, image_folder) -> None:
+    from vqrae.tokenizer.trainer import TokenizerTrainer
+
+    recipe = _recipe(
+        tmp_path, image_folder, steps=4, grad_accum=1, precompute_features=True,
+        calibration_images=4, model_overrides={"encoder_scale": 2, "decoder_merge": 2},
+    )  # fmt: skip
+    out = tmp_path / "run"
+    cfg = load_train_config(recipe, stage=1)
+    trainer = TokenizerTrainer(cfg, out, progress=False)
+    cache = trainer.feature_cache
+    assert cache is not None and (out / "feature_cache.pt").is_file()
+    # The unreadable image was left out and counted; the rest are the readable training items.
+    collection = open_collection(image_folder)
+    train, _ = split_indices(len(collection), 3, 0)
+    assert cache.skipped == 1 and len(cache.indices) == len(train) - 1
+    assert cache.features.shape == (len(train) - 1, 64, 32)  # 56 px read at 112 px: 8x8
+    crops = TrainImageDataset(collection, 56, train=False)
+    first = crops[cache.indices[0]]
+    assert torch.equal(cache.images[0], (first * 255).round().to(torch.uint8))
+    with torch.no_grad():
+        expected = trainer.model.encode(first[None])[0]
+    assert torch.allclose(cache.features[0].float(), expected, atol=2e-3)
+    trainer.fit()
+    stamp = (out / "feature_cache.pt").stat().st_mtime_ns
+    resumed = TokenizerTrainer(cfg, out, resume=True, progress=False)
+    assert (out / "feature_cache.pt").stat().st_mtime_ns == stamp  # reused, not rebuilt
+    assert torch.equal(resumed.feature_cache.features, cache.features)
+    with pytest.raises(ValueError, match="stage 1 only"):
+        load_train_config(recipe, stage=2, overrides=["precompute_features=true"])
+
+
+def test_stage_two_can_train_only_the_last_encoder_blocks(tmp_path, image_folder) -> None:
+    from vqrae.tokenizer.trainer import TokenizerTrainer
+
+    recipe = _recipe(tmp_path, image_folder, steps=2, grad_accum=1, trainable_encoder_blocks=1)
+    cfg = load_train_config(recipe, stage=2, overrides=["objective.gan_weight=0"])
+    trainer = TokenizerTrainer(cfg, tmp_path / "run", progress=False)
+    encoder = trainer.model.encoder
+    trained = {n for n, p in encoder.named_parameters() if p.requires_grad}
+    last = len(encoder.blocks) - 1
+    assert trained and all(n.startswith(f"blocks.{last}.") for n in trained)
+    before = {n: p.detach().clone() for n, p in encoder.named_parameters()}
+    trainer.fit()
+    changed = {n for n, p in encoder.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and changed <= trained  # the frozen blocks did not move

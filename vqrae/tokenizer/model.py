@@ -206,14 +206,17 @@ class VQRAE(nn.Module):
         scale, patch = self.config.encoder_scale, self.patch_size
         return images.shape[-2] * scale // patch, images.shape[-1] * scale // patch
 
+    def encoder_input(self, images: torch.Tensor) -> torch.Tensor:
+        """What the encoder reads: images (B, 3, H, W) resized by ``encoder_scale``."""
+        scale = self.config.encoder_scale
+        if scale == 1:
+            return images
+        resized = F.interpolate(images, scale_factor=scale, mode="bicubic", align_corners=False)
+        return resized.clamp(0.0, 1.0)  # (B, 3, sH, sW)
+
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Continuous features Z_I for understanding: (B, 3, H, W) in [0, 1] -> (B, N, d)."""
-        scale = self.config.encoder_scale
-        if scale != 1:
-            images = F.interpolate(
-                images, scale_factor=scale, mode="bicubic", align_corners=False
-            ).clamp(0.0, 1.0)  # (B, 3, sH, sW)
-        return self.encoder(images)
+        return self.encoder(self.encoder_input(images))
 
     def quantize(self, features: torch.Tensor) -> QuantizerOutput:
         """Project features (B, N, d) to the code space and quantize: codes (B, N, e)."""
@@ -446,12 +449,17 @@ class VQRAE(nn.Module):
     def from_pretrained(
         cls, name_or_path: str | os.PathLike, device: str | torch.device | None = None
     ) -> VQRAE:
-        """Load a checkpoint directory, or build a registered variant with pretrained weights."""
+        """Load a checkpoint directory, or a registered variant: its trained checkpoint when
+        the repository ships one (``checkpoints/<name>``), else built with the encoder's
+        pretrained weights and an untrained decoder."""
         path = Path(name_or_path)
         if path.is_dir():
             return cls.from_directory(path, device=device)
-        from vqrae.tokenizer.registry import create_model, list_models
+        from vqrae.tokenizer.registry import create_model, list_models, trained_checkpoint
 
+        trained = trained_checkpoint(str(name_or_path))
+        if trained is not None:
+            return cls.from_directory(trained, device=device)
         if str(name_or_path) in list_models():
             model = create_model(str(name_or_path), pretrained=True)
             return model.to(device) if device is not None else model

@@ -174,7 +174,7 @@ class TokenizerObjective(nn.Module):
         metrics["commit"] = out.quantizer.commitment_loss.detach()
         if cfg.distill_weight > 0:
             with torch.no_grad():
-                target_features = self.teacher(images).float()
+                target_features = self.teacher(_unwrap(model).encoder_input(images)).float()
             distill = F.mse_loss(out.features.float(), target_features)
             loss = loss + cfg.distill_weight * distill
             metrics["distill"] = distill.detach()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -119,6 +120,20 @@ def get_variant(name: str) -> ModelVariant:
         ) from None
 
 
+CHECKPOINTS_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
+
+
+def trained_checkpoint(name: str) -> Path | None:
+    """The trained ``save_pretrained`` directory shipped for variant ``name``, if any.
+
+    Trained tokenizers live in the repository's ``checkpoints/<name>/`` (``VQRAE_CHECKPOINTS``
+    names another folder); :meth:`VQRAE.from_pretrained` prefers them to an untrained decoder.
+    """
+    root = Path(os.environ.get("VQRAE_CHECKPOINTS", CHECKPOINTS_DIR))
+    path = root / name
+    return path if (path / "config.json").is_file() else None
+
+
 def create_model(
     name: str,
     pretrained: bool = True,
@@ -178,7 +193,7 @@ def load_pretrained_encoder(config: VQRAEConfig) -> VFMEncoder:
     kwargs = pretrained_encoder_kwargs(config.encoder)
     return VFMEncoder(
         get_encoder_spec(config.encoder),
-        image_size=config.image_size,
+        image_size=config.image_size * config.encoder_scale,
         layer=config.encoder_layer,
         final_norm=config.encoder_final_norm,
         state_dict=kwargs.get("encoder_state_dict"),
