@@ -365,10 +365,12 @@ def export(model: str, *, out: str, dtype: str = "float16", compact: bool = True
 
 def models() -> int:
     """List the registered tokenizer variants."""
-    from vqrae.tokenizer.registry import get_variant, list_models
+    from vqrae.tokenizer.registry import get_variant, list_models, trained_checkpoint
 
     for name in list_models():
-        print(f"{name:28s} {get_variant(name).description}")
+        trained = trained_checkpoint(name)
+        note = f" [trained: {trained}]" if trained is not None else ""
+        print(f"{name:28s} {get_variant(name).description}{note}")
     return 0
 
 

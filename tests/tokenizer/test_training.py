@@ -151,6 +151,50 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _torchrun() -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+    ]
+
+
+def test_fsdp_run_resumes_to_the_same_weights(tmp_path, image_folder) -> None:
+    recipe = _recipe(
+        tmp_path,
+        image_folder,
+        steps=4,
+        checkpoint_every=2,
+        distributed="fsdp",
+        objective={"perceptual_weight": 0.0, "gan_start_step": 0},
+    )
+    out = tmp_path / "run"
+    cmd = _torchrun() + _train_cmd(recipe, out)[1:]
+    result = subprocess.run(cmd, env=_env(), timeout=300, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    final = find_latest(out / "checkpoints")
+    expected, expected_state = load_checkpoint(final)
+    assert expected_state["step"] == 4
+    import shutil
+
+    shutil.rmtree(final)  # as if killed between the checkpoints of steps 2 and 4
+    cmd = _torchrun() + _train_cmd(recipe, out, "--resume")[1:]
+    result = subprocess.run(cmd, env=_env(), timeout=300, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    resumed, state = load_checkpoint(find_latest(out / "checkpoints"))
+    assert state["step"] == 4
+    assert torch.equal(state["usage_counts"], expected_state["usage_counts"])
+    for group in ("model", "ema", "discriminator"):
+        for key, value in expected[group].items():
+            assert torch.equal(resumed[group][key], value), f"{group}.{key}"
+
+
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_two_processes_equal_one_process_on_the_same_global_batch(
     tmp_path, image_folder, strategy
@@ -169,21 +213,8 @@ def test_two_processes_equal_one_process_on_the_same_global_batch(
     subprocess.run(
         _train_cmd(recipe, one), check=True, env=_env(), timeout=300, capture_output=True
     )
-    torchrun = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(_free_port()),
-    ]
-    cmd = _train_cmd(recipe, two)
-    result = subprocess.run(
-        torchrun + cmd[1:], env=_env(), timeout=300, capture_output=True, text=True
-    )
+    cmd = _torchrun() + _train_cmd(recipe, two)[1:]
+    result = subprocess.run(cmd, env=_env(), timeout=300, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     a_tensors, a_state = load_checkpoint(find_latest(one / "checkpoints"))
     b_tensors, b_state = load_checkpoint(find_latest(two / "checkpoints"))

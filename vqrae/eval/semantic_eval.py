@@ -123,7 +123,7 @@ def _pretrained_encoder(encoder_name: str, model: nn.Module) -> nn.Module:
     meta = assets.load_config(spec.asset)
     return VFMEncoder(
         spec,
-        image_size=model.config.image_size,
+        image_size=model.config.image_size * getattr(model.config, "encoder_scale", 1),
         layer=model.config.encoder_layer,
         final_norm=model.config.encoder_final_norm,
         state_dict=assets.load_state_dict(spec.asset),
@@ -273,7 +273,10 @@ def evaluate_semantics(
             with torch.no_grad(), autocast(target, precision):
                 feats = model.encode(x)  # (B, N, d)
                 idx = model.quantize(feats).indices  # (B, N)
-                ref = reference(x) if reference is not None else None  # (B, N', d')
+                ref = None
+                if reference is not None:  # it reads what the model's encoder reads
+                    encoder_input = getattr(model, "encoder_input", None)
+                    ref = reference(encoder_input(x) if encoder_input else x)  # (B, N', d')
             feats = feats.float()
             pooled.append(feats.mean(dim=1).cpu())
             codes.append(idx.to(torch.int64).cpu())
