@@ -18,7 +18,7 @@ from typing import Any
 
 from vqrae.cli_args import add_function_command
 
-DEFAULT_MODEL = "vqrae-dinov2-s"
+DEFAULT_MODEL = "vqrae-dinov2-s-demo"  # loads checkpoints/vqrae-dinov2-s-demo when shipped
 
 log = logging.getLogger("vqrae")
 

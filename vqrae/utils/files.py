@@ -14,7 +14,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
 
     The temporary file lives in the destination's folder (same file system, so the rename is
-    atomic) and is removed if ``write`` raises.
+    atomic) and is removed if ``write`` raises. The result gets the permissions a plain ``open``
+    would give it (0666 minus the umask), not the temporary file's private 0600.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -22,8 +23,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     tmp_path = Path(tmp)
     try:
         write(tmp_path)
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
