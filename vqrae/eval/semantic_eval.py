@@ -114,22 +114,14 @@ class SemanticResult:
 # ---------------------------------------------------------------------------- reference
 def _pretrained_encoder(encoder_name: str, model: nn.Module) -> nn.Module:
     """The named encoder with its pretrained weights, configured like ``model``'s encoder."""
-    from vqrae import assets
-    from vqrae.tokenizer.encoders import VFMEncoder, get_encoder_spec
+    import dataclasses
 
-    spec = get_encoder_spec(encoder_name)
-    if spec.asset is None:
+    from vqrae.tokenizer.encoders import get_encoder_spec
+    from vqrae.tokenizer.registry import load_pretrained_encoder
+
+    if get_encoder_spec(encoder_name).asset is None:
         raise ValueError(f"encoder {encoder_name!r} has no pretrained weights")
-    meta = assets.load_config(spec.asset)
-    return VFMEncoder(
-        spec,
-        image_size=model.config.image_size * getattr(model.config, "encoder_scale", 1),
-        layer=model.config.encoder_layer,
-        final_norm=model.config.encoder_final_norm,
-        state_dict=assets.load_state_dict(spec.asset),
-        mean=tuple(meta["mean"]) if "mean" in meta else None,
-        std=tuple(meta["std"]) if "std" in meta else None,
-    )
+    return load_pretrained_encoder(dataclasses.replace(model.config, encoder=encoder_name))
 
 
 def build_reference(spec: str | None, model: nn.Module) -> tuple[nn.Module | None, str, str | None]:

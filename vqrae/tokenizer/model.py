@@ -9,7 +9,6 @@ Images in and out are float tensors (B, 3, H, W) in [0, 1].
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -21,7 +20,7 @@ from einops import rearrange
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from vqrae.tokenizer.decoder import ViTDecoder
+from vqrae.tokenizer.decoder import ViTDecoder, _square_grid
 from vqrae.tokenizer.encoders import FinalNorm, VFMEncoder, get_encoder_spec
 from vqrae.tokenizer.quantizer import QuantizerOutput, SimVQ
 from vqrae.utils.files import atomic_write
@@ -230,7 +229,7 @@ class VQRAE(nn.Module):
         latents = self.post_quant_proj(codes)  # (B, N, d)
         merge = self.config.decoder_merge
         if merge != 1:
-            grid_h, grid_w = grid_size if grid_size is not None else _square(latents.shape[1])
+            grid_h, grid_w = grid_size if grid_size is not None else _square_grid(latents.shape[1])
             if grid_h % merge or grid_w % merge:
                 raise ValueError(f"token grid {grid_h}x{grid_w} is not divisible by {merge}")
             latents = rearrange(
@@ -474,13 +473,6 @@ def _seeded_codebook(config: VQRAEConfig) -> torch.Tensor:
     return SimVQ(
         config.codebook_size, config.codebook_dim, codebook_seed=config.codebook_seed
     ).codebook
-
-
-def _square(num_tokens: int) -> tuple[int, int]:
-    side = math.isqrt(num_tokens)
-    if side * side != num_tokens:
-        raise ValueError(f"{num_tokens} tokens do not form a square grid; pass grid_size")
-    return side, side
 
 
 def _checksum(tensor: torch.Tensor) -> str:
