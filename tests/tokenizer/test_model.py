@@ -241,3 +241,19 @@ def test_compact_save_keeps_a_calibrated_codebook(
     assert "quantizer.codebook" in load_file(str(tmp_path / "c" / "model.safetensors"))
     loaded = VQRAE.from_pretrained(tmp_path / "c")
     assert torch.equal(loaded(images).recon, model(images).recon)
+
+
+def test_conv_refiner_starts_as_the_identity_and_trains(images: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    plain = vqrae.create_model("vqrae-test-tiny").eval()
+    refined = vqrae.create_model("vqrae-test-tiny", decoder_refine_channels=4).eval()
+    missing, unexpected = refined.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("decoder.refiner.") for k in missing)
+    with torch.no_grad():
+        assert torch.equal(refined(images).recon, plain(images).recon)
+    refined.train()
+    refined(images, clamp=False).recon.square().mean().backward()
+    last = refined.decoder.refiner.net[-1]
+    assert last.weight.grad is not None and last.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="decoder_refine_channels"):
+        VQRAEConfig(encoder="tiny-test", decoder_refine_channels=-1)

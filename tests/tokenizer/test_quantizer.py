@@ -181,3 +181,33 @@ def test_meta_device_construction() -> None:
         vq = SimVQ(16384, 1536)
     out = vq(torch.empty(1, 4, 1536, device="meta"))
     assert out.codes.shape == (1, 4, 1536)
+
+
+def test_restart_moves_only_dead_codes_onto_inputs(vq: SimVQ) -> None:
+    candidates = torch.randn(40, vq.dim, generator=torch.Generator().manual_seed(1))
+    dead = torch.zeros(vq.codebook_size, dtype=torch.bool)
+    dead[[3, 17, 200]] = True
+    before = vq.codebook.clone()
+    moved = vq.restart_codes(dead, candidates, torch.Generator().manual_seed(0))
+    assert moved == 3
+    assert torch.equal(vq.codebook[~dead], before[~dead])  # the live codes are untouched
+    projected, _ = vq.projected_codebook()  # W(C) of the moved rows are input vectors
+    distances = torch.cdist(projected[dead].double(), candidates.double())
+    assert distances.min(dim=1).values.max() < 1e-4
+    assert len(set(distances.argmin(dim=1).tolist())) == 3  # drawn without replacement
+    again = SimVQ(codebook_size=256, dim=24, chunk_size=7)
+    again.load_state_dict(vq.state_dict())
+    again.codebook.copy_(before)
+    again.restart_codes(dead, candidates, torch.Generator().manual_seed(0))
+    assert torch.equal(again.codebook, vq.codebook)  # seeded
+    assert vq.restart_codes(torch.zeros_like(dead), candidates, torch.Generator()) == 0
+
+
+def test_training_call_keeps_its_inputs_as_restart_candidates(vq: SimVQ) -> None:
+    z = torch.randn(2, 5, vq.dim)
+    vq.eval()
+    vq(z)
+    assert vq.last_input is None
+    vq.train()
+    vq(z)
+    assert torch.equal(vq.last_input, z.reshape(-1, vq.dim))

@@ -95,7 +95,8 @@ def _env() -> dict[str, str]:
 
 
 def test_killed_run_resumes_to_the_same_weights(tmp_path, image_folder) -> None:
-    recipe = _recipe(tmp_path, image_folder, steps=30)
+    # Dead-code restarts every 5 steps: their window must survive the kill too.
+    recipe = _recipe(tmp_path, image_folder, steps=30, code_restart_every=5)
     full = tmp_path / "full"
     subprocess.run(
         _train_cmd(recipe, full), check=True, env=_env(), timeout=300, capture_output=True
@@ -396,3 +397,46 @@ def test_stage_two_can_train_only_the_last_encoder_blocks(tmp_path, image_folder
     trainer.fit()
     changed = {n for n, p in encoder.named_parameters() if not torch.equal(p, before[n])}
     assert changed and changed <= trained  # the frozen blocks did not move
+
+
+def test_init_from_can_add_weights_but_not_reshape_them(tmp_path, image_folder) -> None:
+    from vqrae.tokenizer.trainer import TokenizerTrainer
+
+    torch.manual_seed(0)
+    source = vqrae.create_model("vqrae-test-tiny").save_pretrained(tmp_path / "source")
+    recipe = _recipe(tmp_path, image_folder, steps=1, grad_accum=1, init_from=str(source))
+    cfg = load_train_config(recipe, stage=1, overrides=["model_overrides.decoder_refine_channels=4"])
+    grown = TokenizerTrainer(cfg, tmp_path / "grown", progress=False).model.eval()
+    loaded = vqrae.VQRAE.from_pretrained(source)
+    assert grown.config.decoder_refine_channels == 4
+    images = torch.rand(2, 3, 56, 56)
+    with torch.no_grad():
+        assert torch.equal(grown(images).recon, loaded(images).recon)  # refiner starts at identity
+    cfg = load_train_config(recipe, stage=1, overrides=["model_overrides.codebook_dim=64"])
+    with pytest.raises(ValueError, match="change the shape"):
+        TokenizerTrainer(cfg, tmp_path / "reshaped", progress=False)
+
+
+def test_dead_codes_restart_onto_training_inputs(tmp_path, image_folder) -> None:
+    from vqrae.tokenizer.trainer import TokenizerTrainer
+
+    recipe = _recipe(
+        tmp_path, image_folder, steps=4, grad_accum=1, code_restart_every=2,
+        code_restart_min_share=0.5, calibration_images=0,
+    )  # fmt: skip
+    trainer = TokenizerTrainer(load_train_config(recipe, stage=1), tmp_path / "run", progress=False)
+    quantizer = trainer.model.quantizer
+    images = torch.rand(4, 3, 56, 56)
+    trainer.train_step([images])
+    counts = quantizer.usage_counts.clone()
+    dead = counts.float() < 0.5 * counts.sum() / quantizer.codebook_size
+    assert dead.any() and not dead.all()
+    before = quantizer.codebook.clone()
+    moved = trainer.restart_dead_codes()
+    assert moved == int(dead.sum())
+    assert torch.equal(quantizer.codebook[~dead], before[~dead])
+    projected, _ = quantizer.projected_codebook()
+    distances = torch.cdist(projected[dead].double(), quantizer.last_input.double())
+    assert distances.min(dim=1).values.max() < 1e-3  # inputs have norms of about 5
+    assert trainer.restart_dead_codes() == 0  # the window starts again: no tokens, no restarts
+    assert trainer._restart_due() is False  # step 1

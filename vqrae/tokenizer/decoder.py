@@ -1,9 +1,11 @@
 """ViT pixel decoder: one token per latent, a linear head to p x p x 3, unpatchify.
 
-No convolutions: latents (B, N, d_in) are projected to the decoder width, given 2-D position
-embeddings, run through pre-norm transformer blocks (timm ``Block``, which uses PyTorch's
-scaled-dot-product attention and so FlashAttention kernels where CUDA provides them), normalised,
-and mapped to a p x p RGB patch each. The output has the encoder's input resolution.
+Latents (B, N, d_in) are projected to the decoder width, given 2-D position embeddings, run
+through pre-norm transformer blocks (timm ``Block``, which uses PyTorch's scaled-dot-product
+attention and so FlashAttention kernels where CUDA provides them), normalised, and mapped to a
+p x p RGB patch each. An optional :class:`ConvRefiner` (off by default; the paper's decoder has
+no convolutions) smooths the seams between independently predicted patches, which short
+trainings leave visible.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import Block
 from torch import nn
 
-__all__ = ["ViTDecoder", "sincos_pos_embed_2d"]
+__all__ = ["ConvRefiner", "ViTDecoder", "sincos_pos_embed_2d"]
 
 
 def sincos_pos_embed_2d(dim: int, grid: tuple[int, int]) -> torch.Tensor:
@@ -35,6 +37,31 @@ def sincos_pos_embed_2d(dim: int, grid: tuple[int, int]) -> torch.Tensor:
     return torch.from_numpy(emb).float().unsqueeze(0)
 
 
+class ConvRefiner(nn.Module):
+    """Residual 3x3 convolutions over the decoded image: ``x + f(x)``, (B, 3, H, W) -> same.
+
+    ``f`` is conv(3->c), GELU, conv(c->c), GELU, conv(c->3) (a 7 x 7 receptive field); its last
+    convolution starts at zero, so a refiner added to a trained decoder starts as the identity.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        if channels < 1:
+            raise ValueError(f"refiner channels must be >= 1, got {channels}")
+        self.net = nn.Sequential(
+            nn.Conv2d(3, channels, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(channels, 3, 3, padding=1),
+        )
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images + self.net(images)
+
+
 class ViTDecoder(nn.Module):
     """Transformer decoder from latent tokens to pixels.
 
@@ -47,6 +74,7 @@ class ViTDecoder(nn.Module):
         grid_size: token grid (h, w) the learned position embedding is stored for; other grids
             are served by interpolating it.
         mlp_ratio: MLP hidden width / width.
+        refine_channels: width of a :class:`ConvRefiner` on the output (0: none).
     """
 
     def __init__(
@@ -58,6 +86,7 @@ class ViTDecoder(nn.Module):
         patch_size: int,
         grid_size: tuple[int, int],
         mlp_ratio: float = 4.0,
+        refine_channels: int = 0,
     ) -> None:
         super().__init__()
         if width % num_heads:
@@ -72,6 +101,7 @@ class ViTDecoder(nn.Module):
         self.norm = nn.LayerNorm(width, eps=1e-6)
         self.head = nn.Linear(width, patch_size * patch_size * 3)
         self._init_weights()
+        self.refiner = ConvRefiner(refine_channels) if refine_channels else None
 
     def _init_weights(self) -> None:
         if not self.pos_embed.is_meta:
@@ -107,9 +137,10 @@ class ViTDecoder(nn.Module):
         x = self.blocks(x)
         x = self.head(self.norm(x))  # (B, N, p*p*3)
         p = self.patch_size
-        return rearrange(
+        images = rearrange(
             x, "b (h w) (p1 p2 c) -> b c (h p1) (w p2)", h=grid_h, w=grid_w, p1=p, p2=p
-        )
+        )  # (B, 3, h*p, w*p)
+        return images if self.refiner is None else self.refiner(images)
 
 
 def _square_grid(num_tokens: int) -> tuple[int, int]:

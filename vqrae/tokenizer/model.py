@@ -54,6 +54,9 @@ class VQRAEConfig:
         decoder_merge: the decoder groups ``m x m`` neighbouring tokens into one transformer token
             (space-to-depth), so a finer code grid costs no more decoder compute; its output patch
             is ``patch * m / encoder_scale`` pixels.
+        decoder_refine_channels: width of a residual convolutional refiner on the decoded image
+            (0: none, the paper's pure ViT decoder); it starts as the identity, so it can be
+            added to a trained model (``init_from`` with this override).
     """
 
     encoder: str = "dinov2-small"
@@ -71,6 +74,7 @@ class VQRAEConfig:
     decoder_mlp_ratio: float = 4.0
     encoder_scale: int = 1
     decoder_merge: int = 1
+    decoder_refine_channels: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -83,6 +87,7 @@ class VQRAEConfig:
             "decoder_mlp_ratio": self.decoder_mlp_ratio > 0,
             "encoder_scale": self.encoder_scale >= 1,
             "decoder_merge": self.decoder_merge >= 1,
+            "decoder_refine_channels": self.decoder_refine_channels >= 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -183,6 +188,7 @@ class VQRAE(nn.Module):
             patch_size=patch // config.encoder_scale * merge,
             grid_size=(grid_h // merge, grid_w // merge),
             mlp_ratio=config.decoder_mlp_ratio,
+            refine_channels=config.decoder_refine_channels,
         )
 
     # ------------------------------------------------------------------ the two paths

@@ -14,6 +14,11 @@ Numerics follow DESIGN.md:
 * the loss is ``||sg(z) - z_q||^2 + beta ||z - sg(z_q)||^2`` (the first term trains ``W``, the
   second commits the input); the straight-through output equals ``z_q`` bit for bit;
 * decoding from indices goes through the projected codebook ``W(C)``, never the raw ``C``.
+
+Codes that the data stops visiting can be restarted (:meth:`SimVQ.restart_codes`): their frozen
+rows of ``C`` are re-drawn so that ``W(C)`` places them on recent input vectors. Gradients still
+never reach ``C``; the restart is an explicit, seeded data-dependent re-initialisation of dead
+rows, like the calibration that placed them at the start.
 """
 
 from __future__ import annotations
@@ -106,6 +111,7 @@ class SimVQ(nn.Module):
             "usage_counts", torch.zeros(codebook_size, dtype=torch.long), persistent=False
         )
         self._cache: tuple[tuple[int, int, torch.device], torch.Tensor, torch.Tensor] | None = None
+        self.last_input: torch.Tensor | None = None  # (T, e) inputs of the last training call
 
     def _random_codebook(self, seed: int) -> torch.Tensor:
         if torch.empty(0).device.type == "meta":  # constructed under a meta device context
@@ -181,6 +187,7 @@ class SimVQ(nn.Module):
             codes = quantized.detach() + (z - z.detach())
         if self.training and self.track_usage:
             self._update_usage(indices)
+            self.last_input = z.detach().reshape(-1, self.dim)
         return QuantizerOutput(
             codes=codes,
             indices=indices,
@@ -197,6 +204,33 @@ class SimVQ(nn.Module):
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(counts)
         self.usage_counts += counts
+
+    @torch.no_grad()
+    def restart_codes(
+        self, dead: torch.Tensor, candidates: torch.Tensor, generator: torch.Generator
+    ) -> int:
+        """Move the codes flagged in ``dead`` (k,) bool onto input vectors drawn from
+        ``candidates`` (T, e) (without replacement while there are enough of them).
+
+        The frozen rows are solved from ``W C_i^T = z^T`` so that the effective code ``W(C)_i``
+        equals the drawn vector. Returns the number of codes moved (0 when ``W`` is singular).
+        """
+        index = dead.nonzero().reshape(-1)
+        if index.numel() == 0 or candidates.shape[0] == 0:
+            return 0
+        flat = candidates.detach().reshape(-1, self.dim).float().cpu()
+        if flat.shape[0] >= index.numel():
+            pick = torch.randperm(flat.shape[0], generator=generator)[: index.numel()]
+        else:
+            pick = torch.randint(flat.shape[0], (index.numel(),), generator=generator)
+        targets = flat[pick].to(self.codebook.device)  # (n, e)
+        weight = self.codebook_transform.weight.detach().float()  # (e, e)
+        rows = torch.linalg.solve(weight, targets.T).T  # (n, e): rows @ W^T == targets
+        if not torch.isfinite(rows).all():
+            return 0
+        self.codebook[index.to(self.codebook.device)] = rows.to(self.codebook.dtype)
+        self._cache = None
+        return int(index.numel())
 
     def reset_usage(self) -> None:
         """Zero the code-usage counters."""

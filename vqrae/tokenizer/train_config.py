@@ -122,6 +122,13 @@ class TrainConfig:
         precompute_features: stage 1 only (the encoder is frozen): compute every training
             image's features once, on its centre crop, and train on those; training images are
             then not augmented. Cached in ``out/feature_cache.pt``.
+        code_restart_every: every N steps, restart the codes picked fewer than
+            ``code_restart_min_share`` x the mean count since the previous restart: their frozen
+            codebook rows are re-drawn onto that step's quantizer inputs
+            (:meth:`SimVQ.restart_codes`); 0 disables.
+        code_restart_min_share: threshold of a dead code, as a share of the mean count.
+        code_restart_until: last step at which codes may restart (``None``: 90% of ``steps``),
+            so the decoder learns the last restarted codes before the run ends.
         trainable_encoder_blocks: stage 2: train only the last N encoder blocks and the final
             norm (0: the whole encoder); a compact export then stores only those.
     """
@@ -150,6 +157,9 @@ class TrainConfig:
     freeze_quantizer_input: bool = False
     precompute_features: bool = False
     trainable_encoder_blocks: int = 0
+    code_restart_every: int = 0
+    code_restart_min_share: float = 0.03
+    code_restart_until: int | None = None
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
@@ -173,6 +183,8 @@ class TrainConfig:
             raise ValueError(f"calibration must be 'data' or 'whiten', got {self.calibration!r}")
         if self.quantizer_input_lr_scale < 0 or self.trainable_encoder_blocks < 0:
             raise ValueError("quantizer_input_lr_scale and trainable_encoder_blocks must be >= 0")
+        if self.code_restart_every < 0 or self.code_restart_min_share < 0:
+            raise ValueError("code_restart_every and code_restart_min_share must be >= 0")
         if self.precompute_features and self.stage != 1:
             raise ValueError("precompute_features needs a frozen encoder: stage 1 only")
         if not self.data.train:

@@ -50,7 +50,7 @@ from vqrae.tokenizer.feature_cache import (
     collate_cached,
     load_or_build_cache,
 )
-from vqrae.tokenizer.model import VQRAE
+from vqrae.tokenizer.model import VQRAE, VQRAEConfig
 from vqrae.tokenizer.objective import TokenizerObjective
 from vqrae.tokenizer.registry import create_model, load_pretrained_encoder
 from vqrae.tokenizer.train_config import TrainConfig
@@ -107,6 +107,29 @@ def _param_groups(model: VQRAE, cfg: TrainConfig) -> list[dict[str, Any]]:
 Batch = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
+def _grow(model: VQRAE, overrides: dict[str, Any], source: str) -> VQRAE:
+    """A model of ``model``'s config with ``overrides`` that starts from ``model``'s weights.
+
+    Overrides may only add weights (e.g. ``decoder_refine_channels``, more decoder blocks):
+    every tensor of ``model`` must load, with its shape, into the new one; the added ones keep
+    their fresh initialisation.
+    """
+    config = VQRAEConfig.from_dict({**model.config.to_dict(), **overrides})
+    grown = VQRAE(config)
+    try:
+        missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    except RuntimeError as error:  # a shape mismatch
+        raise ValueError(
+            f"model_overrides {overrides} change the shape of weights in {source}: {error}"
+        ) from None
+    if unexpected:
+        raise ValueError(
+            f"model_overrides {overrides} drop weights of {source}: {', '.join(unexpected[:5])}"
+        )
+    log.info("init_from %s with %d new tensors: %s", source, len(missing), ", ".join(missing[:8]))
+    return grown
+
+
 def _to_device(batch: Batch, device: torch.device) -> Batch:
     if isinstance(batch, tuple):
         return tuple(t.to(device, non_blocking=True) for t in batch)
@@ -146,6 +169,7 @@ class TokenizerTrainer:
         self.step = 0
         self._skipped_before = 0  # unreadable images skipped by all processes before resuming
         self._skipped_here = 0  # ... and by this process since
+        self._restart_mark: torch.Tensor | None = None  # usage counts at the last code restart
 
         torch.manual_seed(config.seed)
         self.model = self._build_model().to(self.device)
@@ -202,7 +226,7 @@ class TokenizerTrainer:
         if self.cfg.init_from:
             model = VQRAE.from_pretrained(self.cfg.init_from)
             if self.cfg.model_overrides:
-                raise ValueError("model_overrides cannot change a model loaded with init_from")
+                model = _grow(model, self.cfg.model_overrides, self.cfg.init_from)
             return model.train()
         return create_model(self.cfg.model, **self.cfg.model_overrides).train()
 
@@ -359,6 +383,7 @@ class TokenizerTrainer:
                 "optimizer": optimizer_state,
                 "disc_optimizer": self.disc_optimizer.state_dict() if self.disc_optimizer else None,
                 "usage_counts": self.model.quantizer.usage_counts.cpu(),
+                "code_restart_mark": self._restart_mark,
                 "skipped_images": skipped,
                 "rng_torch": torch.get_rng_state(),
                 "config": json.dumps(self.cfg.to_dict()),
@@ -403,6 +428,8 @@ class TokenizerTrainer:
             )
             self.disc_optimizer.load_state_dict(state["disc_optimizer"])
         self.model.quantizer.usage_counts.copy_(state["usage_counts"])
+        mark = state.get("code_restart_mark")
+        self._restart_mark = mark.to(self.device) if mark is not None else None
         self._skipped_before = int(state["skipped_images"])
         self.step = int(state["step"])
         torch.set_rng_state(state["rng_torch"])
@@ -475,6 +502,38 @@ class TokenizerTrainer:
             self.disc_optimizer.zero_grad(set_to_none=True)
         self.step += 1
         return sums
+
+    def _restart_due(self) -> bool:
+        cfg = self.cfg
+        until = cfg.code_restart_until if cfg.code_restart_until is not None else 0.9 * cfg.steps
+        return bool(cfg.code_restart_every) and (
+            self.step % cfg.code_restart_every == 0 and self.step <= until
+        )
+
+    @torch.no_grad()
+    def restart_dead_codes(self) -> int:
+        """Move the codes picked fewer than ``code_restart_min_share`` x the mean count since the
+        last restart onto this step's quantizer inputs (collective: call on every rank).
+
+        Usage counts are all-reduced, so every process flags the same codes; the main process
+        draws the replacements (seeded by the run seed and step) and broadcasts the codebook.
+        """
+        quantizer = self.model.quantizer
+        counts = quantizer.usage_counts
+        if self._restart_mark is None:
+            self._restart_mark = torch.zeros_like(counts)
+        window = counts - self._restart_mark  # (k,)
+        self._restart_mark = counts.clone()
+        mean = window.sum().float() / quantizer.codebook_size
+        dead = window.float() < self.cfg.code_restart_min_share * mean
+        moved = 0
+        if self.ctx.is_main and quantizer.last_input is not None:
+            generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.step)
+            moved = quantizer.restart_codes(dead, quantizer.last_input, generator)
+        if self.ctx.enabled:
+            dist.broadcast(quantizer.codebook, src=0)
+            quantizer._cache = None
+        return moved
 
     # ------------------------------------------------------------------ eval / export
     def _state_options(self):
@@ -597,12 +656,15 @@ class TokenizerTrainer:
                 self._skipped_here += skipped
                 batches.append(_to_device(batch, self.device))
             metrics = self.train_step(batches)
+            if self._restart_due():
+                metrics["codes_restarted"] = torch.tensor(float(self.restart_dead_codes()))
             window.append(metrics)
             if bar is not None:
                 bar.update(1)
             if cfg.log_every and self.step % cfg.log_every == 0:
+                keys = sorted({k for m in window for k in m})
                 averaged = self.ctx.mean(
-                    {k: float(np.mean([float(m.get(k, 0.0)) for m in window])) for k in window[-1]}
+                    {k: float(np.mean([float(m.get(k, 0.0)) for m in window])) for k in keys}
                 )
                 counts = self.model.quantizer.usage_counts
                 averaged["usage"] = float(((counts - usage_mark) > 0).float().mean())  # window
