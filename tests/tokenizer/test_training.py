@@ -405,7 +405,9 @@ def test_init_from_can_add_weights_but_not_reshape_them(tmp_path, image_folder) 
     torch.manual_seed(0)
     source = vqrae.create_model("vqrae-test-tiny").save_pretrained(tmp_path / "source")
     recipe = _recipe(tmp_path, image_folder, steps=1, grad_accum=1, init_from=str(source))
-    cfg = load_train_config(recipe, stage=1, overrides=["model_overrides.decoder_refine_channels=4"])
+    cfg = load_train_config(
+        recipe, stage=1, overrides=["model_overrides.decoder_refine_channels=4"]
+    )
     grown = TokenizerTrainer(cfg, tmp_path / "grown", progress=False).model.eval()
     loaded = vqrae.VQRAE.from_pretrained(source)
     assert grown.config.decoder_refine_channels == 4
