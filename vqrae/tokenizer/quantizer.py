@@ -218,12 +218,13 @@ class SimVQ(nn.Module):
         index = dead.nonzero().reshape(-1)
         if index.numel() == 0 or candidates.shape[0] == 0:
             return 0
-        flat = candidates.detach().reshape(-1, self.dim).float().cpu()
+        flat = candidates.detach().reshape(-1, self.dim)
         if flat.shape[0] >= index.numel():
             pick = torch.randperm(flat.shape[0], generator=generator)[: index.numel()]
         else:
             pick = torch.randint(flat.shape[0], (index.numel(),), generator=generator)
-        targets = flat[pick].to(self.codebook.device)  # (n, e)
+        # Only the drawn rows leave the candidates' device (the generator draws on the CPU).
+        targets = flat[pick.to(flat.device)].float().to(self.codebook.device)  # (n, e)
         weight = self.codebook_transform.weight.detach().float()  # (e, e)
         rows = torch.linalg.solve(weight, targets.T).T  # (n, e): rows @ W^T == targets
         if not torch.isfinite(rows).all():
