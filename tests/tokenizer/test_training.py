@@ -26,6 +26,7 @@ from vqrae.data.training import (
     open_collection,
     split_indices,
 )
+from vqrae.eval.metrics import ssim_from_tensors
 from vqrae.tokenizer.checkpoint import find_latest, load_checkpoint
 from vqrae.tokenizer.objective import ObjectiveConfig, TokenizerObjective
 from vqrae.tokenizer.train_config import load_train_config, parse_set_overrides
@@ -331,6 +332,26 @@ def test_stage_two_objective_terms_and_gradients() -> None:
     assert d_out.metrics["gan_d"] > 0
     with pytest.raises(ValueError, match="teacher"):
         TokenizerObjective(ObjectiveConfig(perceptual_weight=0.0, distill_weight=1.0))
+
+
+def test_ssim_term_uses_the_evaluation_kernel_and_adds_to_the_loss() -> None:
+    torch.manual_seed(0)
+    model = vqrae.create_model("vqrae-test-tiny").train()
+    images = torch.rand(2, 3, 56, 56)
+    plain = TokenizerObjective(ObjectiveConfig(perceptual_weight=0.0))
+    with_ssim = TokenizerObjective(ObjectiveConfig(perceptual_weight=0.0, ssim_weight=0.5))
+    base = plain.generator_loss(model, images, step=0)
+    out = with_ssim.generator_loss(model, images, step=0)
+    assert "ssim" not in base.metrics
+    recon = model(images, clamp=False).recon.detach()
+    # the evaluation's kernel (tested against scikit-image), on unclamped outputs, in float64
+    expected = float(ssim_from_tensors(images.double(), recon.double(), data_range=1.0).mean())
+    assert float(out.metrics["ssim"]) == pytest.approx(expected, abs=1e-5)
+    assert float(out.loss - base.loss) == pytest.approx(0.5 * (1 - expected), abs=1e-5)
+    out.loss.backward()
+    assert model.decoder.head.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="ssim_weight"):
+        ObjectiveConfig(ssim_weight=-1.0)
 
 
 def test_periodic_validation_writes_metrics_and_report(tmp_path, image_folder) -> None:

@@ -2,7 +2,7 @@
 
 Generator side (encoder projections, codebook map W, decoder, and in stage 2 the encoder):
 
-    L = w_l2 ||x - x_hat||^2 + w_p LPIPS(x, x_hat) + w_q L_quant
+    L = w_l2 ||x - x_hat||^2 + w_p LPIPS(x, x_hat) + w_s (1 - SSIM(x, x_hat)) + w_q L_quant
         + w_d ||Z_I - T(x)||^2                         (stage 2 self-distillation)
         + w_g(t) * (-mean D(x_hat))                    (after gan_start_step)
 
@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vqrae.eval.metrics import ssim_from_tensors
 from vqrae.tokenizer.discriminator import LeCamEMA, PatchDiscriminator, hinge_d_loss
 from vqrae.tokenizer.model import VQRAE
 
@@ -33,6 +34,9 @@ class ObjectiveConfig:
     Attributes:
         l2_weight: pixel MSE weight.
         perceptual_weight: LPIPS weight (paper 1.1 with a ConvNeXt perceptual net).
+        ssim_weight: weight of ``1 - SSIM`` (Gaussian window, as the evaluation measures it);
+            an L2-only decoder blurs, and this term pays for local contrast and structure at
+            the cost of a few grouped convolutions (0 disables; not in the paper).
         quantizer_weight: weight of the SimVQ loss (which already holds beta).
         distill_weight: self-distillation weight lambda_d (0 in stage 1, 1.0 in stage 2).
         gan_weight: adversarial weight for the generator (0.1 in stage 2; 0 disables the GAN).
@@ -50,6 +54,7 @@ class ObjectiveConfig:
 
     l2_weight: float = 1.0
     perceptual_weight: float = 1.1
+    ssim_weight: float = 0.0
     quantizer_weight: float = 1.0
     distill_weight: float = 0.0
     gan_weight: float = 0.0
@@ -66,6 +71,7 @@ class ObjectiveConfig:
         for name in (
             "l2_weight",
             "perceptual_weight",
+            "ssim_weight",
             "quantizer_weight",
             "distill_weight",
             "gan_weight",
@@ -168,6 +174,10 @@ class TokenizerObjective(nn.Module):
             perceptual = self.perceptual(crop_recon, crop_target).mean()
             rec_loss = rec_loss + cfg.perceptual_weight * perceptual
             metrics["lpips"] = perceptual.detach()
+        if cfg.ssim_weight > 0:
+            structure = ssim_from_tensors(recon, target, data_range=1.0).mean()
+            rec_loss = rec_loss + cfg.ssim_weight * (1 - structure)
+            metrics["ssim"] = structure.detach()
         quant = out.quantizer.loss
         loss = rec_loss + cfg.quantizer_weight * quant
         metrics["quant"] = quant.detach()
