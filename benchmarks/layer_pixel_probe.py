@@ -36,20 +36,29 @@ def load_images(paths: list[Path], size: int) -> torch.Tensor:
     return torch.stack([pil_to_tensor(center_crop_resize(load_image(p), size)) for p in paths])
 
 
-def block_tokens(encoder, images: torch.Tensor, layers: list[int]) -> dict[int, torch.Tensor]:
-    """Layer-normalised patch tokens after each block in ``layers`` (1-based) -> (n, N, d)."""
+def block_tokens(model, images: torch.Tensor, layers: list[int]) -> dict[int, torch.Tensor]:
+    """Layer-normalised patch tokens after each block in ``layers`` (1-based) -> (n, N, d).
+
+    Runs the model's own encoder path (``encode``) with forward hooks on the blocks.
+    """
+    encoder = model.encoder
     out: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
-    with torch.no_grad():
-        for start in range(0, len(images), 8):
-            x = images[start : start + 8]
-            x = F.interpolate(x, size=encoder.image_size, mode="bicubic", align_corners=False)
-            x = encoder.patch_embed((x - encoder.mean) / encoder.std)
-            x = encoder.norm_pre(encoder._pos_embed(x))  # (B, prefix + N, d)
-            for index, block in enumerate(encoder.blocks, start=1):
-                x = block(x)
-                if index in out:
-                    tokens = x[:, encoder.num_prefix_tokens :]
-                    out[index].append(F.layer_norm(tokens, tokens.shape[-1:]))
+
+    def keep(layer: int):
+        def hook(_module, _inputs, x: torch.Tensor) -> None:
+            tokens = x[:, encoder.num_prefix_tokens :]  # (B, N, d)
+            out[layer].append(F.layer_norm(tokens, tokens.shape[-1:]))
+
+        return hook
+
+    handles = [encoder.blocks[layer - 1].register_forward_hook(keep(layer)) for layer in layers]
+    try:
+        with torch.no_grad():
+            for start in range(0, len(images), 8):
+                model.encode(images[start : start + 8])
+    finally:
+        for handle in handles:
+            handle.remove()
     return {layer: torch.cat(chunks) for layer, chunks in out.items()}
 
 
@@ -99,9 +108,9 @@ def main() -> None:
     start = time.perf_counter()
     train_images = load_images([paths[i] for i in train], size)
     val_images = load_images([paths[i] for i in val], size)
-    train_tokens = block_tokens(encoder, train_images, args.layers)
-    val_tokens = block_tokens(encoder, val_images, args.layers)
-    semantic_tokens = block_tokens(encoder, load_images(labelled, size), args.layers)
+    train_tokens = block_tokens(model, train_images, args.layers)
+    val_tokens = block_tokens(model, val_images, args.layers)
+    semantic_tokens = block_tokens(model, load_images(labelled, size), args.layers)
     names = [restricted_imagenet_label(p.name.split("_")[0]) for p in labelled]
     classes = sorted(set(names))
     labels = torch.tensor([classes.index(n) for n in names])

@@ -210,4 +210,7 @@ def test_training_call_keeps_its_inputs_as_restart_candidates(vq: SimVQ) -> None
     assert vq.last_input is None
     vq.train()
     vq(z)
+    assert vq.last_input is None  # not kept unless asked
+    vq.keep_last_input = True
+    vq(z)
     assert torch.equal(vq.last_input, z.reshape(-1, vq.dim))

@@ -111,7 +111,10 @@ class SimVQ(nn.Module):
             "usage_counts", torch.zeros(codebook_size, dtype=torch.long), persistent=False
         )
         self._cache: tuple[tuple[int, int, torch.device], torch.Tensor, torch.Tensor] | None = None
-        self.last_input: torch.Tensor | None = None  # (T, e) inputs of the last training call
+        # Restart candidates: the (T, e) inputs of the last training call, kept only when asked
+        # (a reference held between steps; at paper scale it is hundreds of MB).
+        self.keep_last_input = False
+        self.last_input: torch.Tensor | None = None
 
     def _random_codebook(self, seed: int) -> torch.Tensor:
         if torch.empty(0).device.type == "meta":  # constructed under a meta device context
@@ -187,7 +190,8 @@ class SimVQ(nn.Module):
             codes = quantized.detach() + (z - z.detach())
         if self.training and self.track_usage:
             self._update_usage(indices)
-            self.last_input = z.detach().reshape(-1, self.dim)
+            if self.keep_last_input:
+                self.last_input = z.detach().reshape(-1, self.dim)
         return QuantizerOutput(
             codes=codes,
             indices=indices,

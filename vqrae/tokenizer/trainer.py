@@ -173,6 +173,7 @@ class TokenizerTrainer:
 
         torch.manual_seed(config.seed)
         self.model = self._build_model().to(self.device)
+        self.model.quantizer.keep_last_input = config.code_restart_every > 0
         self._freeze_for_stage()
         self.collection = open_collection(config.data.train, split=config.data.split)
         self.train_indices, self.val_indices = split_indices(
