@@ -75,7 +75,7 @@ def run_variant(name: str, args, data: dict[str, torch.Tensor]) -> list[dict[str
     groups = [{"params": rest, "lr": args.lr}, {"params": projection, "lr": args.lr * proj_scale}]
     optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.99), weight_decay=1e-4)
     base = [group["lr"] for group in optimizer.param_groups]
-    side = data["train_images"].shape[-1] // model.pixels_per_token
+    side, _ = model.grid_for(data["train_images"])
     grid = (side, side)
     generator = torch.Generator().manual_seed(0)
     rows, start = [], time.perf_counter()

@@ -253,7 +253,7 @@ def tokenize(
         files.extend(str(p) for p in paths)
     if not rows:
         raise CommandError("no image could be read; nothing written")
-    grid = batches.size // batches.net.pixels_per_token
+    grid, _ = batches.net.grid_for_size(batches.size, batches.size)
     metadata = {
         "files": json.dumps(files),
         "model": model,

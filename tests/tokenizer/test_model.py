@@ -207,7 +207,20 @@ def test_finer_code_grid_with_merged_decoder_tokens(images: torch.Tensor) -> Non
     upsampled = torch.nn.functional.interpolate(images, scale_factor=2, mode="bicubic")
     assert torch.allclose(out.features, model.encoder(upsampled.clamp(0, 1)), atol=1e-6)
     with pytest.raises(ValueError, match="encoder_scale 3 does not divide"):
-        vqrae.create_model("vqrae-test-tiny", encoder_scale=3)
+        vqrae.create_model("vqrae-test-tiny", encoder_scale=3)  # 14/3 px decoder patches
+
+
+def test_fractional_code_pixels_with_whole_decoder_patches(images: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    model = vqrae.create_model("vqrae-test-tiny", encoder_scale=3, decoder_merge=3).eval()
+    assert model.pixels_per_token == pytest.approx(14 / 3) and model.size_multiple == 14
+    out = model(images)
+    assert out.features.shape == (3, 144, 32)  # 56 px read at 168 px: a 12x12 grid
+    assert out.recon.shape == images.shape
+    assert model.decoder.grid_size == (4, 4) and model.decoder.patch_size == 14
+    assert model.grid_for(images) == (12, 12)
+    indices = model.tokenize(images)
+    assert torch.equal(model.decode_indices(indices, (12, 12)), out.recon)
     with pytest.raises(ValueError, match="not divisible by decoder_merge 3"):
         vqrae.create_model("vqrae-test-tiny", decoder_merge=3)
 

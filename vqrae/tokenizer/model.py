@@ -50,7 +50,8 @@ class VQRAEConfig:
         decoder_mlp_ratio: decoder MLP expansion.
         encoder_scale: the encoder reads images resized by this factor, so each token covers
             ``patch / encoder_scale`` pixels (2 gives DINOv2-S a 32 x 32 grid at 224 px: four
-            times the codes of the same image).
+            times the codes of the same image; 3 a 48 x 48 grid). A decoder token's
+            ``patch * decoder_merge / encoder_scale`` pixels must be whole.
         decoder_merge: the decoder groups ``m x m`` neighbouring tokens into one transformer token
             (space-to-depth), so a finer code grid costs no more decoder compute; its output patch
             is ``patch * m / encoder_scale`` pixels.
@@ -171,9 +172,11 @@ class VQRAE(nn.Module):
         )
         self.post_quant_proj = nn.Linear(config.codebook_dim, dim)  # e -> d
         merge, patch = config.decoder_merge, self.encoder.patch_size
-        if patch % config.encoder_scale:
+        if (patch * merge) % config.encoder_scale:
             raise ValueError(
-                f"encoder_scale {config.encoder_scale} does not divide the patch size {patch}"
+                f"encoder_scale {config.encoder_scale} does not divide the decoder token's "
+                f"{patch} x decoder_merge {merge} encoder pixels: its output patch would not be "
+                "a whole number of pixels"
             )
         grid_h, grid_w = self.encoder.grid_size
         if grid_h % merge or grid_w % merge:
@@ -185,7 +188,7 @@ class VQRAE(nn.Module):
             width=config.decoder_width or dim,
             depth=config.decoder_depth or self.encoder.depth,
             num_heads=config.decoder_heads or self.encoder.num_heads,
-            patch_size=patch // config.encoder_scale * merge,
+            patch_size=patch * merge // config.encoder_scale,
             grid_size=(grid_h // merge, grid_w // merge),
             mlp_ratio=config.decoder_mlp_ratio,
             refine_channels=config.decoder_refine_channels,
@@ -197,19 +200,25 @@ class VQRAE(nn.Module):
         return self.encoder.patch_size
 
     @property
-    def pixels_per_token(self) -> int:
-        """Image pixels per token side: ``patch / encoder_scale``."""
-        return self.patch_size // self.config.encoder_scale
+    def pixels_per_token(self) -> float:
+        """Image pixels per token side: ``patch / encoder_scale`` (14 / 3 for DINOv2 at scale 3,
+        so not always whole; :attr:`size_multiple` is)."""
+        return self.patch_size / self.config.encoder_scale
 
     @property
     def size_multiple(self) -> int:
-        """Image sides must be multiples of this: one decoder token's pixels."""
-        return self.pixels_per_token * self.config.decoder_merge
+        """Image sides must be multiples of this: one decoder token's pixels,
+        ``patch * decoder_merge / encoder_scale``."""
+        return self.patch_size * self.config.decoder_merge // self.config.encoder_scale
+
+    def grid_for_size(self, height: int, width: int) -> tuple[int, int]:
+        """Token grid (h, w) of a height x width image."""
+        scale, patch = self.config.encoder_scale, self.patch_size
+        return height * scale // patch, width * scale // patch
 
     def grid_for(self, images: torch.Tensor) -> tuple[int, int]:
         """Token grid (h, w) of an image batch (B, 3, H, W)."""
-        scale, patch = self.config.encoder_scale, self.patch_size
-        return images.shape[-2] * scale // patch, images.shape[-1] * scale // patch
+        return self.grid_for_size(images.shape[-2], images.shape[-1])
 
     def encoder_input(self, images: torch.Tensor) -> torch.Tensor:
         """What the encoder reads: images (B, 3, H, W) resized by ``encoder_scale``."""
