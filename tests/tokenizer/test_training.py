@@ -420,6 +420,32 @@ def test_stage_two_can_train_only_the_last_encoder_blocks(tmp_path, image_folder
     assert changed and changed <= trained  # the frozen blocks did not move
 
 
+def test_partial_stage_two_teacher_shares_the_frozen_blocks_exactly(tmp_path, image_folder) -> None:
+    from vqrae.tokenizer.teacher import SharedPrefixTeacher, frozen_prefix_matches
+    from vqrae.tokenizer.trainer import TokenizerTrainer
+
+    recipe = _recipe(tmp_path, image_folder, steps=1, grad_accum=1, trainable_encoder_blocks=1)
+    cfg = load_train_config(recipe, stage=2, overrides=["objective.gan_weight=0"])
+    trainer = TokenizerTrainer(cfg, tmp_path / "run", progress=False)
+    shared = trainer.objective.teacher
+    assert isinstance(shared, SharedPrefixTeacher) and shared.start == 1
+    full = shared.teacher
+    images = torch.rand(2, 3, 56, 56, generator=torch.Generator().manual_seed(3))
+    model = trainer.model.train()
+    with torch.no_grad():
+        encoder_input = model.encoder_input(images)
+        for weight in model.encoder.blocks[-1].parameters():  # the student's trained block moved
+            weight.add_(0.5)
+        model(images)  # the student's forward keeps its hidden state before the last block
+        from_shared = shared(encoder_input)
+        assert torch.allclose(from_shared, full(encoder_input), atol=1e-6)
+        assert not torch.allclose(from_shared, model.encode(images), atol=1e-3)
+        assert torch.equal(shared(encoder_input), full(encoder_input))  # nothing kept: in full
+        model.encoder.blocks[0].attn.proj.weight.add_(0.5)
+    assert not frozen_prefix_matches(model.encoder, full, 1)
+    shared.remove()
+
+
 def test_init_from_can_add_weights_but_not_reshape_them(tmp_path, image_folder) -> None:
     from vqrae.tokenizer.trainer import TokenizerTrainer
 

@@ -271,6 +271,15 @@ class VFMEncoder(nn.Module):
         x = self.norm(x)
         return x[:, self.num_prefix_tokens :]  # (B, N, d)
 
+    def forward_from(self, hidden: torch.Tensor, start: int) -> torch.Tensor:
+        """Finish :meth:`forward` from ``hidden`` (B, prefix + N, d), the output of block
+        ``start - 1``: blocks ``start`` on, the final norm, the patch tokens (B, N, d)."""
+        if not 1 <= start <= len(self.blocks):
+            raise ValueError(f"start must be in [1, {len(self.blocks)}], got {start}")
+        x = self.blocks[start:](hidden)
+        x = self.norm(x)
+        return x[:, self.num_prefix_tokens :]
+
     def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
         """Add (interpolated) position embeddings and prepend class / register tokens."""
         batch, grid_h, grid_w, dim = x.shape

@@ -53,6 +53,7 @@ from vqrae.tokenizer.feature_cache import (
 from vqrae.tokenizer.model import VQRAE, VQRAEConfig
 from vqrae.tokenizer.objective import TokenizerObjective
 from vqrae.tokenizer.registry import create_model, load_pretrained_encoder
+from vqrae.tokenizer.teacher import SharedPrefixTeacher, frozen_prefix_matches
 from vqrae.tokenizer.train_config import TrainConfig
 from vqrae.utils.distributed import DistributedContext
 from vqrae.utils.files import atomic_write
@@ -260,12 +261,25 @@ class TokenizerTrainer:
 
     def _build_teacher(self) -> nn.Module:
         """The frozen original encoder: its pretrained weights, or for an encoder without
-        pretrained weights the (seeded, hence reproducible) initial one."""
+        pretrained weights the (seeded, hence reproducible) initial one. When stage 2 trains
+        only the last blocks, it shares the student's frozen ones (:class:`SharedPrefixTeacher`).
+        """
+        student = self.model.encoder
         if get_encoder_spec(self.model.config.encoder).asset is not None:
-            return load_pretrained_encoder(self.model.config).to(self.device)
-        import copy
+            teacher = load_pretrained_encoder(self.model.config).to(self.device)
+        else:
+            import copy
 
-        return copy.deepcopy(self.model.encoder)
+            teacher = copy.deepcopy(student)
+        trainable = self.cfg.trainable_encoder_blocks
+        start = len(student.blocks) - trainable
+        if self.cfg.stage != 2 or not trainable or start < 1:
+            return teacher
+        if not frozen_prefix_matches(student, teacher, start):
+            log.info("stage-2 teacher runs in full: the student's frozen blocks differ from it")
+            return teacher
+        log.info("stage-2 teacher shares the student's %d frozen blocks", start)
+        return SharedPrefixTeacher(teacher, student, start)
 
     def _freeze_for_stage(self) -> None:
         encoder = self.model.encoder
