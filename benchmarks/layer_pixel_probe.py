@@ -97,7 +97,10 @@ def main() -> None:
         raise SystemExit(f"{data} not found: give --data an ImageNet-style image folder")
     torch.set_num_threads(args.threads)
 
-    model = vqrae.create_model(args.model, encoder_layer=-1).eval()
+    # whole 7 x 7 pixel patches per token: the 32 x 32 grid (encoder_scale 2), not the demo's 48
+    model = vqrae.create_model(
+        args.model, encoder_layer=-1, encoder_scale=2, decoder_merge=2
+    ).eval()
     encoder, size = model.encoder, model.config.image_size
     side = encoder.grid_size[0]
     patch = size // side

@@ -347,7 +347,7 @@ def test_ssim_term_uses_the_evaluation_kernel_and_adds_to_the_loss() -> None:
     # the evaluation's kernel (tested against scikit-image), on unclamped outputs, in float64
     expected = float(ssim_from_tensors(images.double(), recon.double(), data_range=1.0).mean())
     assert float(out.metrics["ssim"]) == pytest.approx(expected, abs=1e-5)
-    assert float(out.loss - base.loss) == pytest.approx(0.5 * (1 - expected), abs=1e-5)
+    assert float((out.loss - base.loss).detach()) == pytest.approx(0.5 * (1 - expected), abs=1e-5)
     out.loss.backward()
     assert model.decoder.head.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="ssim_weight"):

@@ -2,8 +2,8 @@
 
 In stage 1 the encoder does not train, so its output for a given image never changes. Computing
 it once per image (on the evaluation centre crop) and training on the stored features removes
-the encoder from every step: for DINOv2-S reading 448 px inputs that is ~0.3 s per image on two
-CPU cores. The price is augmentation: training then sees each image's centre crop only.
+the encoder from every step: for DINOv2-S reading 672 px inputs (eight blocks) that is ~0.6 s
+per image on two CPU cores. The price is augmentation: training then sees each image's centre crop only.
 
 The cache is one ``torch.save`` file written atomically, keyed by everything that determines
 its content (encoder configuration, its weights' checksum, image size, the item list), so a

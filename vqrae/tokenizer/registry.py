@@ -88,13 +88,13 @@ register_model(
             "codebook_size": 2048,
             "codebook_dim": 384,
             "encoder_layer": -5,  # block 8 of 12: keeps colour and texture (BENCHMARKS.md)
-            "encoder_scale": 2,
-            "decoder_merge": 2,
+            "encoder_scale": 3,  # 48x48 codes at 224 px (BENCHMARKS.md, code grid vs thumbnail)
+            "decoder_merge": 3,
             "decoder_depth": 4,
             "decoder_refine_channels": 16,
         },
-        "CPU-sized DINOv2 ViT-S/14 tokenizer: block-8 tokens, 32x32 codes at 224 px (encoder "
-        "reads 448 px), 2048 x 384 SimVQ, 4-block decoder on 2x2-merged tokens, conv refiner",
+        "CPU-sized DINOv2 ViT-S/14 tokenizer: block-8 tokens, 48x48 codes at 224 px (encoder "
+        "reads 672 px), 2048 x 384 SimVQ, 4-block decoder on 3x3-merged tokens, conv refiner",
     )
 )
 # Tiny random variants for tests.
