@@ -13,6 +13,7 @@ also reports where the bits go inside the quantizer, on the same held-out images
 
     .venv/bin/python benchmarks/code_grid_baseline.py                   # shipped demo model
     .venv/bin/python benchmarks/code_grid_baseline.py --model runs/x/model --images 48
+    .venv/bin/python benchmarks/code_grid_baseline.py --data runs/natural-photos --val-count 0
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="vqrae-dinov2-s-demo")
     parser.add_argument("--data", default=str(DATA), help="image folder (the trainer's split)")
-    parser.add_argument("--val-count", type=int, default=100, help="the trainer's val_count")
+    parser.add_argument(
+        "--val-count", type=int, default=100, help="the trainer's val_count (0: every image)"
+    )
     parser.add_argument("--images", type=int, default=100, help="held-out images to score")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -64,7 +67,10 @@ def main() -> None:
     model = vqrae.VQRAE.from_pretrained(args.model).eval()
     size = model.config.image_size
     paths = sorted(p for p in data.iterdir() if p.suffix.lower() in {".jpeg", ".jpg", ".png"})
-    _, held_out = split_indices(len(paths), args.val_count, 0)  # the trainer's split
+    if args.val_count:
+        _, held_out = split_indices(len(paths), args.val_count, 0)  # the trainer's split
+    else:
+        held_out = list(range(len(paths)))  # a test folder: every image
     held_out = held_out[: args.images]
     images = torch.stack(
         [pil_to_tensor(center_crop_resize(load_image(paths[i]), size)) for i in held_out]
