@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # CI and this repository pin torch/torchvision (a matching pair); set CONSTRAINTS= to not pin.
 CONSTRAINTS ?= constraints.txt
 PIP_CONSTRAINTS := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
-EXTRAS ?= dev,train
+EXTRAS ?= dev,train,llm
 
 .PHONY: setup demo test test-all lint bench clean
 

@@ -18,7 +18,7 @@ import time
 import torch
 
 import vqrae
-from vqrae.tokenizer.registry import load_pretrained_encoder
+from vqrae.tokenizer.model import load_pretrained_encoder
 from vqrae.tokenizer.teacher import SharedPrefixTeacher
 
 

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     precision = default_precision(device)
     torch.manual_seed(0)
-    model = vqrae.create_model(args.model, pretrained=False).to(device).train()
+    model = vqrae.create_model(args.model, pretrained_encoder=False).to(device).train()
     model.encoder.requires_grad_(args.stage == 2)
     lpips = load_lpips(device)
     disc = PatchDiscriminator().to(device) if args.gan else None

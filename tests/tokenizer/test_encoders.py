@@ -14,7 +14,7 @@ TINY = get_encoder_spec("tiny-test")
 def _tiny_timm() -> torch.nn.Module:
     torch.manual_seed(0)
     return timm.create_model(
-        TINY.timm_arch, pretrained=False, num_classes=0, **TINY.arch_overrides
+        TINY.architecture, pretrained=False, num_classes=0, **TINY.arch_overrides
     ).eval()
 
 

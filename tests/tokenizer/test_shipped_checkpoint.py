@@ -12,10 +12,10 @@ import torch
 from vqrae.data.images import center_crop_resize, pil_to_tensor
 from vqrae.eval.metrics import psnr, ssim
 from vqrae.tokenizer.model import VQRAE
-from vqrae.tokenizer.registry import trained_checkpoint
+from vqrae import assets
 
 NAME = "vqrae-dinov2-s-demo"
-CHECKPOINT = trained_checkpoint(NAME)
+CHECKPOINT = assets.shipped_path(assets.get_spec(NAME))
 pytestmark = pytest.mark.skipif(CHECKPOINT is None, reason=f"no checkpoints/{NAME} in this tree")
 
 # Measured on these four photos when the checkpoint was committed (BENCHMARKS.md), minus 0.5 dB /

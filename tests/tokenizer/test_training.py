@@ -27,10 +27,11 @@ from vqrae.data.training import (
     split_indices,
 )
 from vqrae.eval.metrics import ssim_from_tensors
-from vqrae.tokenizer.checkpoint import find_latest, load_checkpoint
+from vqrae.training.checkpoints import find_latest, load_checkpoint
 from vqrae.tokenizer.objective import ObjectiveConfig, TokenizerObjective
-from vqrae.tokenizer.train_config import load_train_config, parse_set_overrides
-from vqrae.tokenizer.trainer import lr_factor
+from vqrae.tokenizer.train_config import load_train_config
+from vqrae.training.recipes import parse_set_overrides
+from vqrae.training.schedules import lr_factor
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,7 @@ Conversions (documented behaviour of every command that reads images):
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ __all__ = [
     "save_image",
     "tensor_to_pil",
     "to_rgb",
+    "to_uint8",
 ]
 
 IMAGE_EXTENSIONS = frozenset(
@@ -139,10 +140,18 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Float images in [0, 1] -> the 8-bit levels a saved PNG holds (clamped, round half up).
+
+    The one 8-bit rounding of the project: saved images and the metrics computed on "the saved
+    images" both go through it.
+    """
+    return images.detach().float().clamp(0.0, 1.0).mul(255.0).add(0.5).floor().to(torch.uint8)
+
+
 def tensor_to_pil(image: torch.Tensor) -> Image.Image:
-    """Float tensor (3, H, W) in [0, 1] -> 8-bit RGB image (rounded, clamped)."""
-    array = image.detach().float().clamp(0, 1).mul(255.0).round().byte()
-    return Image.fromarray(array.permute(1, 2, 0).cpu().numpy())
+    """Float tensor (3, H, W) in [0, 1] -> 8-bit RGB image (:func:`to_uint8`)."""
+    return Image.fromarray(to_uint8(image).permute(1, 2, 0).cpu().numpy())
 
 
 def save_image(image: torch.Tensor | Image.Image, path: str | os.PathLike) -> Path:
@@ -151,16 +160,3 @@ def save_image(image: torch.Tensor | Image.Image, path: str | os.PathLike) -> Pa
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, lambda tmp: pil.save(tmp, format="PNG"))
-
-
-def iter_loaded(
-    paths: Iterable[Path], size: int
-) -> Iterator[tuple[Path, torch.Tensor | None, ImageReadError | None]]:
-    """Yield ``(path, tensor (3, size, size), None)`` or ``(path, None, error)`` per file."""
-    for path in paths:
-        try:
-            tensor = pil_to_tensor(center_crop_resize(load_image(path), size))
-        except ImageReadError as exc:
-            yield path, None, exc
-        else:
-            yield path, tensor, None

@@ -49,6 +49,7 @@ from vqrae.data.images import (
 
 __all__ = [
     "DatasetSource",
+    "FileListSource",
     "FolderSource",
     "ImageBatch",
     "ImageSource",
@@ -140,6 +141,25 @@ class FolderSource(ImageSource):
             return SourceRecord(name, load_image(path), None, label)
         except ImageReadError as exc:
             return SourceRecord(name, None, exc.reason, label)
+
+
+class FileListSource(ImageSource):
+    """Named image files and the images under named folders (:func:`list_images`); names are
+    the paths as given, so an error names the file the user typed."""
+
+    def __init__(self, inputs: Iterable[str | os.PathLike[str]]) -> None:
+        self.paths = list_images(inputs, recursive=True)
+        self.description = f"{len(self.paths)} file(s)"
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, index: int) -> SourceRecord:
+        path = self.paths[index]
+        try:
+            return SourceRecord(str(path), load_image(path), None, None)
+        except ImageReadError as exc:
+            return SourceRecord(str(path), None, exc.reason, None)
 
 
 class DatasetSource(ImageSource):

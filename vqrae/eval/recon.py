@@ -46,6 +46,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from vqrae.data.images import to_uint8
 from vqrae.data.sources import ImageSource, SourceRecord, iter_batches
 from vqrae.eval.codebook import CodeHistogram
 from vqrae.eval.fid import FeatureStats, fid_from_stats
@@ -64,7 +65,6 @@ __all__ = [
     "frechet_distance_low_rank",
     "json_safe",
     "resolve_size",
-    "to_uint8",
     "write_metrics",
     "write_per_image_csv",
 ]
@@ -118,11 +118,6 @@ class ReconResult:
 
 
 # ---------------------------------------------------------------------------- helpers
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[0, 1] floats -> uint8 levels ``floor(255 x + 0.5)``, what a saved PNG holds."""
-    return images.detach().float().clamp(0.0, 1.0).mul(255.0).add(0.5).floor().to(torch.uint8)
-
-
 def json_safe(value: Any) -> Any:
     """Replace non-finite floats (NaN, inf) by ``None``, recursively, for strict JSON."""
     if isinstance(value, float):

@@ -8,7 +8,7 @@ the worst by PSNR, each labelled with its PSNR / SSIM / LPIPS) and a sortable pe
 relatively, so the folder can be moved or zipped as a whole. Every file is written atomically.
 
 The page skeleton (:func:`render_page`, :data:`CSS`) and the plotting helpers are shared with the
-semantic-retention page (:mod:`vqrae.eval.semantic_eval`).
+semantic-retention page (:mod:`vqrae.tokenizer.semantic_eval`).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ __all__ = [
     "VFMEncoder",
     "get_encoder_spec",
     "list_encoders",
+    "pretrained_encoder_kwargs",
 ]
 
 log = logging.getLogger(__name__)
@@ -35,25 +36,49 @@ FinalNorm = Literal["affine", "no_affine", "none"]
 
 @dataclass(frozen=True)
 class EncoderSpec:
-    """A named encoder: the timm architecture and where its pretrained weights come from.
+    """A named encoder: the catalogue entry of its weights, or a random architecture.
+
+    The architecture, normalisation and position-grid resampling of a pretrained encoder are
+    facts of its weights, so they are read from its :mod:`vqrae.assets` catalogue entry.
 
     Attributes:
         name: registry name (``dinov2-small``, ``siglip2-so400m-p16-256``, ...).
-        timm_arch: timm model name the weights load into strictly.
-        asset: name of the :mod:`vqrae.assets` entry with the weights (``None``: random init).
-        arch_overrides: keyword overrides for ``timm.create_model`` (tiny test encoders).
+        asset: the catalogue entry with the weights (``None``: random init, then ``timm_arch``).
         description: one line for listings.
-        pos_embed_antialias: antialias when the position grid is resized. The original DINOv2
-            (and Hugging Face's port) resize bicubically without antialiasing; timm's default
-            antialiases, which moves DINOv2-S features at 224 px by ~6%.
+        timm_arch: timm model name, only for encoders without an asset.
+        arch_overrides: keyword overrides for ``timm.create_model`` (tiny test encoders).
     """
 
     name: str
-    timm_arch: str
     asset: str | None
-    arch_overrides: dict[str, Any] = field(default_factory=dict)
     description: str = ""
-    pos_embed_antialias: bool = False
+    timm_arch: str | None = None
+    arch_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (self.asset is None) == (self.timm_arch is None):
+            raise ValueError(f"encoder {self.name!r}: give exactly one of asset and timm_arch")
+
+    @property
+    def architecture(self) -> str:
+        """The timm model name the weights load into strictly."""
+        if self.timm_arch is not None:
+            return self.timm_arch
+        return str(self._asset_config()["architecture"])
+
+    @property
+    def pos_embed_antialias(self) -> bool:
+        """Whether the position grid is resized with antialiasing. The original DINOv2 (and
+        Hugging Face's port) resize bicubically without it; timm's default antialiases, which
+        moves DINOv2-S features at 224 px by ~6%."""
+        resample = self._asset_config().get("pos_embed_resample", {}) if self.asset else {}
+        return bool(resample.get("antialias", False))
+
+    def _asset_config(self) -> dict[str, Any]:
+        from vqrae import assets
+
+        assert self.asset is not None
+        return dict(assets.get_spec(self.asset).config)
 
 
 ENCODERS: dict[str, EncoderSpec] = {}
@@ -63,64 +88,23 @@ def _register(spec: EncoderSpec) -> None:
     ENCODERS[spec.name] = spec
 
 
-_register(
-    EncoderSpec(
-        "dinov2-small", "vit_small_patch14_dinov2", "dinov2-small", {}, "DINOv2 ViT-S/14 (d=384)"
-    )
-)
-_register(
-    EncoderSpec(
-        "dinov2-base", "vit_base_patch14_dinov2", "dinov2-base", {}, "DINOv2 ViT-B/14 (d=768)"
-    )
-)
-_register(
-    EncoderSpec(
-        "dinov2-large", "vit_large_patch14_dinov2", "dinov2-large", {}, "DINOv2 ViT-L/14 (d=1024)"
-    )
-)
-_register(
-    EncoderSpec(
-        "siglip2-so400m-p16-256",
-        "vit_so400m_patch16_siglip_256",
-        "siglip2-so400m-p16-256",
-        {},
-        "SigLIP2 so400m/16 at 256 px (d=1152)",
-    )
-)
-_register(
-    EncoderSpec(
-        "siglip2-so400m-p16-512",
-        "vit_so400m_patch16_siglip_512",
-        "siglip2-so400m-p16-512",
-        {},
-        "SigLIP2 so400m/16 at 512 px (d=1152)",
-    )
-)
-_register(
-    EncoderSpec(
-        "internvit-300m-448",
-        "vit_intern300m_patch14_448",
-        "internvit-300m-448",
-        {},
-        "InternViT-300M/14 at 448 px (d=1024)",
-    )
-)
-_register(
-    EncoderSpec(
-        "clip-vit-large-p14",
-        "vit_large_patch14_clip_224",
-        "clip-vit-large-p14",
-        {},
-        "OpenAI CLIP ViT-L/14 at 224 px (d=1024)",
-    )
-)
+for _name, _description in (
+    ("dinov2-small", "DINOv2 ViT-S/14 (d=384)"),
+    ("dinov2-base", "DINOv2 ViT-B/14 (d=768)"),
+    ("dinov2-large", "DINOv2 ViT-L/14 (d=1024)"),
+    ("siglip2-so400m-p16-256", "SigLIP2 so400m/16 at 256 px (d=1152)"),
+    ("siglip2-so400m-p16-512", "SigLIP2 so400m/16 at 512 px (d=1152)"),
+    ("internvit-300m-448", "InternViT-300M/14 at 448 px (d=1024)"),
+    ("clip-vit-large-p14", "OpenAI CLIP ViT-L/14 at 224 px (d=1024)"),
+):
+    _register(EncoderSpec(_name, asset=_name, description=_description))
 _register(
     EncoderSpec(
         "tiny-test",
-        "vit_small_patch14_dinov2",
-        None,
-        {"embed_dim": 32, "depth": 2, "num_heads": 2, "img_size": 56},
-        "random 2-block ViT/14 (d=32) for tests",
+        asset=None,
+        description="random 2-block ViT/14 (d=32) for tests",
+        timm_arch="vit_small_patch14_dinov2",
+        arch_overrides={"embed_dim": 32, "depth": 2, "num_heads": 2, "img_size": 56},
     )
 )
 
@@ -171,7 +155,7 @@ class VFMEncoder(nn.Module):
             )
         self.spec = spec
         vit = timm.create_model(
-            spec.timm_arch,
+            spec.architecture,
             pretrained=False,
             num_classes=0,
             dynamic_img_size=True,
@@ -328,3 +312,22 @@ def _load_strict(
             f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
             f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
         )
+
+
+def pretrained_encoder_kwargs(encoder: str) -> dict[str, Any]:
+    """Weights and normalisation of a registered encoder, through :mod:`vqrae.assets`.
+
+    Returns ``state_dict`` / ``mean`` / ``std`` keyword arguments of :class:`VFMEncoder`
+    (empty for encoders without pretrained weights).
+    """
+    spec = get_encoder_spec(encoder)
+    if spec.asset is None:
+        return {}
+    from vqrae import assets
+
+    meta = assets.load_config(spec.asset)
+    return {
+        "state_dict": assets.load_state_dict(spec.asset),
+        "mean": tuple(meta["mean"]) if "mean" in meta else None,
+        "std": tuple(meta["std"]) if "std" in meta else None,
+    }

@@ -21,7 +21,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vqrae.tokenizer.decoder import ViTDecoder, _square_grid
-from vqrae.tokenizer.encoders import FinalNorm, VFMEncoder, get_encoder_spec
+from vqrae.tokenizer.encoders import (
+    FinalNorm,
+    VFMEncoder,
+    get_encoder_spec,
+    pretrained_encoder_kwargs,
+)
 from vqrae.tokenizer.quantizer import QuantizerOutput, SimVQ
 from vqrae.utils.files import atomic_write
 
@@ -350,9 +355,7 @@ class VQRAE(nn.Module):
         self.quant_proj.bias.copy_((-weight @ mean).to(self.quant_proj.bias))
         chosen = torch.randperm(flat.shape[0], generator=generator)[:size]
         codebook = (flat[chosen] - mean) @ weight.T  # (k, e)
-        self.quantizer.codebook.copy_(codebook.to(self.quantizer.codebook))
-        nn.init.eye_(self.quantizer.codebook_transform.weight)
-        self.quantizer._cache = None
+        self.quantizer.set_codebook(codebook, reset_transform=True)
 
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
@@ -408,8 +411,6 @@ class VQRAE(nn.Module):
 
     def _pretrained_encoder_keys(self) -> list[str]:
         """Encoder state keys whose tensors equal the pretrained weights (none without them)."""
-        from vqrae.tokenizer.registry import load_pretrained_encoder
-
         if get_encoder_spec(self.config.encoder).asset is None:
             return []
         reference = load_pretrained_encoder(self.config).state_dict()
@@ -440,8 +441,6 @@ class VQRAE(nn.Module):
         state = load_file(str(weights_path), device=target)
         state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
         if omitted.get("encoder") == "pretrained":
-            from vqrae.tokenizer.registry import load_pretrained_encoder
-
             encoder = load_pretrained_encoder(config).state_dict()
             for key, value in encoder.items():  # saved (trained) encoder tensors take precedence
                 state.setdefault(f"encoder.{key}", value.to(target))
@@ -463,24 +462,51 @@ class VQRAE(nn.Module):
     def from_pretrained(
         cls, name_or_path: str | os.PathLike, device: str | torch.device | None = None
     ) -> VQRAE:
-        """Load a checkpoint directory, or a registered variant: its trained checkpoint when
-        the repository ships one (``checkpoints/<name>``), else built with the encoder's
-        pretrained weights and an untrained decoder."""
+        """Load a trained tokenizer: a ``save_pretrained`` directory, or the name of a trained
+        checkpoint in the :mod:`vqrae.assets` catalogue (``vqrae-dinov2-s-demo``: shipped with
+        the package, else the cache or the Hub).
+
+        A registered variant without trained weights is refused: its decoder would be random
+        and reconstruct noise. ``vqrae.create_model(name)`` builds it for training.
+
+        Raises:
+            ValueError: neither a directory nor a trained checkpoint's name.
+            FileNotFoundError: a directory that is not a checkpoint.
+            vqrae.assets.AssetError: a trained checkpoint no source could provide.
+        """
         path = Path(name_or_path)
         if path.is_dir():
             return cls.from_directory(path, device=device)
-        from vqrae.tokenizer.registry import create_model, list_models, trained_checkpoint
+        from vqrae import assets
 
-        trained = trained_checkpoint(str(name_or_path))
-        if trained is not None:
-            return cls.from_directory(trained, device=device)
-        if str(name_or_path) in list_models():
-            model = create_model(str(name_or_path), pretrained=True)
-            return model.to(device) if device is not None else model
-        raise ValueError(
-            f"{name_or_path!r} is neither a checkpoint directory nor a registered model "
-            f"(known: {', '.join(list_models())})"
-        )
+        name = str(name_or_path)
+        trained = trained_checkpoints()
+        if name not in trained:
+            raise ValueError(
+                f"{name!r} is neither a checkpoint directory nor a trained model (trained: "
+                f"{', '.join(trained) or 'none'}); a registered variant without trained weights "
+                "has a random decoder: build it for training with vqrae.create_model(name)"
+            )
+        return cls.from_directory(assets.resolve(name), device=device)
+
+
+def trained_checkpoints() -> list[str]:
+    """Names of the trained tokenizer checkpoints in the asset catalogue."""
+    from vqrae import assets
+
+    return [s.name for s in assets.list_assets() if s.kind == "vqrae"]
+
+
+def load_pretrained_encoder(config: VQRAEConfig) -> VFMEncoder:
+    """The encoder of ``config`` with its original pretrained weights: the stage-2 teacher,
+    and the reference a compact export leaves out."""
+    return VFMEncoder(
+        get_encoder_spec(config.encoder),
+        image_size=config.image_size * config.encoder_scale,
+        layer=config.encoder_layer,
+        final_norm=config.encoder_final_norm,
+        **pretrained_encoder_kwargs(config.encoder),
+    )
 
 
 def _seeded_codebook(config: VQRAEConfig) -> torch.Tensor:

@@ -146,8 +146,25 @@ class SimVQ(nn.Module):
             self._cache = None
         return projected, sq_norms
 
-    def _apply(self, fn, recurse=True):  # device / dtype moves invalidate the cache
+    def codebook_changed(self) -> None:
+        """Drop the cached ``W(C)``: call after writing ``codebook`` in place (a broadcast, a
+        calibration). Changes to ``W`` itself are detected without it."""
         self._cache = None
+
+    @torch.no_grad()
+    def set_codebook(self, codebook: torch.Tensor, reset_transform: bool = False) -> None:
+        """Replace the frozen codebook C (k, e); with ``reset_transform`` W becomes the identity."""
+        if codebook.shape != self.codebook.shape:
+            raise ValueError(
+                f"codebook must have shape {tuple(self.codebook.shape)}, got {tuple(codebook.shape)}"
+            )
+        self.codebook.copy_(codebook.to(self.codebook))
+        if reset_transform:
+            nn.init.eye_(self.codebook_transform.weight)
+        self.codebook_changed()
+
+    def _apply(self, fn, recurse=True):  # device / dtype moves invalidate the cache
+        self.codebook_changed()
         return super()._apply(fn, recurse)
 
     # ------------------------------------------------------------------ lookup
@@ -234,7 +251,7 @@ class SimVQ(nn.Module):
         if not torch.isfinite(rows).all():
             return 0
         self.codebook[index.to(self.codebook.device)] = rows.to(self.codebook.dtype)
-        self._cache = None
+        self.codebook_changed()
         return int(index.numel())
 
     def reset_usage(self) -> None:

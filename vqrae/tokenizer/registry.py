@@ -1,20 +1,20 @@
 """Named VQRAE variants: ``create_model("vqrae-dinov2-s")``, ``list_models()``.
 
-A variant is a :class:`VQRAEConfig` preset. ``create_model`` builds it and, for a pretrained
-encoder, loads the encoder's weights through :mod:`vqrae.assets` (the quantizer and decoder start
-fresh unless a checkpoint directory is given).
+A variant is a :class:`VQRAEConfig` preset. ``create_model`` builds it to train: the encoder's
+pretrained weights through :mod:`vqrae.assets`, the quantizer and decoder fresh (unless a
+checkpoint directory is given). Trained tokenizers are catalogue entries that
+:meth:`VQRAE.from_pretrained` loads.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from vqrae.tokenizer.encoders import VFMEncoder, get_encoder_spec
+from vqrae.tokenizer.encoders import pretrained_encoder_kwargs
 from vqrae.tokenizer.model import VQRAE, VQRAEConfig
 
 __all__ = [
@@ -22,8 +22,6 @@ __all__ = [
     "create_model",
     "get_variant",
     "list_models",
-    "load_pretrained_encoder",
-    "pretrained_encoder_kwargs",
     "register_model",
 ]
 
@@ -122,23 +120,9 @@ def get_variant(name: str) -> ModelVariant:
         ) from None
 
 
-CHECKPOINTS_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
-
-
-def trained_checkpoint(name: str) -> Path | None:
-    """The trained ``save_pretrained`` directory shipped for variant ``name``, if any.
-
-    Trained tokenizers live in the repository's ``checkpoints/<name>/`` (``VQRAE_CHECKPOINTS``
-    names another folder); :meth:`VQRAE.from_pretrained` prefers them to an untrained decoder.
-    """
-    root = Path(os.environ.get("VQRAE_CHECKPOINTS", CHECKPOINTS_DIR))
-    path = root / name
-    return path if (path / "config.json").is_file() else None
-
-
 def create_model(
     name: str,
-    pretrained: bool = True,
+    pretrained_encoder: bool = True,
     checkpoint: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
     **overrides: Any,
@@ -147,8 +131,10 @@ def create_model(
 
     Args:
         name: a name from :func:`list_models`.
-        pretrained: load the encoder's pretrained weights through :mod:`vqrae.assets`
-            (ignored for encoders without weights and on the meta device).
+        pretrained_encoder: load the encoder's pretrained weights through :mod:`vqrae.assets`
+            (ignored for encoders without weights and on the meta device). The quantizer and
+            decoder always start untrained: this builds a model to train. Trained tokenizers
+            load with :meth:`VQRAE.from_pretrained`.
         checkpoint: a ``save_pretrained`` directory whose weights replace everything.
         device: where to build the model; ``"meta"`` builds it without memory (shape checks of
             paper-scale variants).
@@ -166,39 +152,11 @@ def create_model(
     if device is not None and torch.device(device).type == "meta":
         with torch.device("meta"):
             return VQRAE(config)
-    kwargs = pretrained_encoder_kwargs(config.encoder) if pretrained else {}
-    model = VQRAE(config, **kwargs)
-    return model.to(device) if device is not None else model
-
-
-def pretrained_encoder_kwargs(encoder: str) -> dict[str, Any]:
-    """Weights and normalisation of a registered encoder, through :mod:`vqrae.assets`.
-
-    Returns the ``encoder_state_dict`` / ``encoder_mean`` / ``encoder_std`` keyword arguments
-    of :class:`VQRAE` (empty for encoders without pretrained weights).
-    """
-    spec = get_encoder_spec(encoder)
-    if spec.asset is None:
-        return {}
-    from vqrae import assets
-
-    meta = assets.load_config(spec.asset)
-    return {
-        "encoder_state_dict": assets.load_state_dict(spec.asset),
-        "encoder_mean": tuple(meta["mean"]) if "mean" in meta else None,
-        "encoder_std": tuple(meta["std"]) if "std" in meta else None,
-    }
-
-
-def load_pretrained_encoder(config: VQRAEConfig) -> VFMEncoder:
-    """The encoder of ``config`` with its original pretrained weights (the stage-2 teacher)."""
-    kwargs = pretrained_encoder_kwargs(config.encoder)
-    return VFMEncoder(
-        get_encoder_spec(config.encoder),
-        image_size=config.image_size * config.encoder_scale,
-        layer=config.encoder_layer,
-        final_norm=config.encoder_final_norm,
-        state_dict=kwargs.get("encoder_state_dict"),
-        mean=kwargs.get("encoder_mean"),
-        std=kwargs.get("encoder_std"),
+    kwargs = pretrained_encoder_kwargs(config.encoder) if pretrained_encoder else {}
+    model = VQRAE(
+        config,
+        encoder_state_dict=kwargs.get("state_dict"),
+        encoder_mean=kwargs.get("mean"),
+        encoder_std=kwargs.get("std"),
     )
+    return model.to(device) if device is not None else model

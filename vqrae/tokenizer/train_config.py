@@ -1,26 +1,23 @@
-"""Typed training recipe for the tokenizer, read from YAML.
+"""Typed training recipe for the tokenizer, read from YAML by :mod:`vqrae.training.recipes`.
 
-A recipe file holds the common settings at top level and per-stage differences under
-``stages: {1: {...}, 2: {...}}``; the stage chosen on the command line is merged over the
-common part, then ``--set key.sub=value`` overrides over that. Unknown keys are errors that name
-the key.
+A recipe file holds the common settings at top level (over an optional ``base:`` file) and
+per-stage differences under ``stages: {1: {...}, 2: {...}}``; the stage chosen on the command
+line is merged over the common part, then ``--set key.sub=value`` overrides over that. Unknown
+keys are errors that name the key.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from vqrae.tokenizer.objective import ObjectiveConfig
+from vqrae.training.recipes import build_config, load_recipe
 
-__all__ = ["DataConfig", "OptimConfig", "TrainConfig", "load_train_config", "parse_set_overrides"]
+__all__ = ["DataConfig", "OptimConfig", "TrainConfig", "load_train_config"]
 
 
 @dataclass
@@ -194,96 +191,13 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
-    """Instantiate dataclass ``cls`` from a nested dict, naming unknown keys."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"unknown config key(s): {', '.join(prefix + k for k in unknown)}")
-    kwargs = {}
-    for key, value in data.items():
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            kwargs[key] = _build(hint, value, prefix + key + ".")
-        else:
-            kwargs[key] = _coerce(value, hint, prefix + key)
-    return cls(**kwargs)
-
-
-def _coerce(value: Any, hint: Any, name: str) -> Any:
-    """Convert YAML scalars to the field's type (YAML reads ``4e-4`` as a string)."""
-    options = (
-        typing.get_args(hint)
-        if typing.get_origin(hint) in (typing.Union, types.UnionType)
-        else (hint,)
-    )
-    if value is None or any(
-        isinstance(value, t) for t in options if isinstance(t, type) and t is not float
-    ):
-        return value
-    for target in (int, float):
-        if (
-            target in options
-            and isinstance(value, (str, int, float))
-            and not isinstance(value, bool)
-        ):
-            try:
-                converted = target(value)
-            except ValueError:
-                continue
-            if target is int and isinstance(value, float) and converted != value:
-                continue
-            return converted
-    if isinstance(value, str) and any(t in options for t in (int, float)):
-        raise ValueError(f"{name}: expected a number, got {value!r}")
-    return value
-
-
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def parse_set_overrides(items: list[str]) -> dict[str, Any]:
-    """``["optim.lr=1e-4", "steps=10"]`` -> nested dict (values parsed as YAML scalars)."""
-    result: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        node = result
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw)
-    return result
-
-
 def load_train_config(
     path: str | os.PathLike, stage: int | None = None, overrides: list[str] | None = None
 ) -> TrainConfig:
-    """Read a recipe, merge the chosen stage's section and ``--set`` overrides, validate."""
+    """Read a recipe (its bases, the chosen stage's section, ``--set`` overrides), validate."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ValueError(f"config file {path} not found") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: invalid YAML ({exc})") from None
-    stages = raw.pop("stages", {}) or {}
-    stage = stage if stage is not None else int(raw.get("stage", 1))
-    section = stages.get(stage, stages.get(str(stage), {})) or {}
-    merged = _deep_merge(raw, section)
-    merged["stage"] = stage
-    merged = _deep_merge(merged, parse_set_overrides(overrides or []))
+    merged = load_recipe(path, stage=stage if stage is not None else None, overrides=overrides)
+    merged.setdefault("stage", 1)
     train = merged.get("data", {}).get("train")
     if (
         isinstance(train, str)
@@ -295,4 +209,4 @@ def load_train_config(
         candidate = (path.parent / train).resolve()
         if candidate.exists() and not Path(train).exists():
             merged["data"]["train"] = str(candidate)
-    return _build(TrainConfig, merged)
+    return build_config(TrainConfig, merged)

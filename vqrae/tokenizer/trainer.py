@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -25,7 +24,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import yaml
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -36,13 +34,6 @@ from vqrae.data.training import (
     open_collection,
     split_indices,
 )
-from vqrae.tokenizer.checkpoint import (
-    find_latest,
-    load_checkpoint,
-    prune_checkpoints,
-    save_checkpoint,
-)
-from vqrae.tokenizer.ema import EMA
 from vqrae.tokenizer.encoders import get_encoder_spec
 from vqrae.tokenizer.feature_cache import (
     CachedFeatureDataset,
@@ -50,27 +41,27 @@ from vqrae.tokenizer.feature_cache import (
     collate_cached,
     load_or_build_cache,
 )
-from vqrae.tokenizer.model import VQRAE, VQRAEConfig
+from vqrae.tokenizer.model import VQRAE, VQRAEConfig, load_pretrained_encoder
 from vqrae.tokenizer.objective import TokenizerObjective
-from vqrae.tokenizer.registry import create_model, load_pretrained_encoder
+from vqrae.tokenizer.registry import create_model
 from vqrae.tokenizer.teacher import SharedPrefixTeacher, frozen_prefix_matches
 from vqrae.tokenizer.train_config import TrainConfig
+from vqrae.training.checkpoints import (
+    find_latest,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from vqrae.training.ema import EMA
+from vqrae.training.logs import open_tensorboard, progress_bar
+from vqrae.training.run_dir import write_run_files
+from vqrae.training.schedules import lr_factor
 from vqrae.utils.distributed import DistributedContext
-from vqrae.utils.files import atomic_write
-from vqrae.utils.runtime import autocast, default_precision, git_revision
+from vqrae.utils.runtime import autocast, default_precision
 
-__all__ = ["TokenizerTrainer", "lr_factor"]
+__all__ = ["TokenizerTrainer"]
 
 log = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------------------- schedule
-def lr_factor(step: int, warmup: int, total: int, final_ratio: float) -> float:
-    """Linear warm-up to 1, then cosine decay to ``final_ratio`` at ``total`` steps."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return final_ratio + (1.0 - final_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def _param_groups(model: VQRAE, cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -310,10 +301,7 @@ class TokenizerTrainer:
         return wrapped
 
     def _write_run_files(self) -> None:
-        text = yaml.safe_dump(self.cfg.to_dict(), sort_keys=False)
-        atomic_write(self.out / "config.yaml", lambda p: p.write_text(text))
         record = {
-            "git_revision": git_revision(),
             "world_size": self.ctx.world_size,
             "device": str(self.device),
             "precision": self.precision,
@@ -321,9 +309,7 @@ class TokenizerTrainer:
             "val_images": len(self.val_indices),
             "resumed_at_step": self.step,
         }
-        atomic_write(
-            self.out / "run.json", lambda p: p.write_text(json.dumps(record, indent=2) + "\n")
-        )
+        write_run_files(self.out, self.cfg.to_dict(), record)
 
     # ------------------------------------------------------------------ data
     def _loader(self) -> DataLoader:
@@ -547,7 +533,7 @@ class TokenizerTrainer:
             moved = quantizer.restart_codes(dead, quantizer.last_input, generator)
         if self.ctx.enabled:
             dist.broadcast(quantizer.codebook, src=0)
-            quantizer._cache = None
+            quantizer.codebook_changed()
         return moved
 
     # ------------------------------------------------------------------ eval / export
@@ -648,19 +634,11 @@ class TokenizerTrainer:
     def fit(self) -> Path:
         """Train until ``config.steps``; returns the exported model directory."""
         cfg = self.cfg
-        writer = self._tensorboard()
+        writer = open_tensorboard(self.out / "tb", self.ctx.is_main)
         loader = iter(self._loader())
-        bar = None
-        if self.progress and self.ctx.is_main:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(
-                total=cfg.steps,
-                initial=self.step,
-                desc=f"stage {cfg.stage}",
-                unit="step",
-                dynamic_ncols=True,
-            )
+        bar = progress_bar(
+            cfg.steps, self.step, f"stage {cfg.stage}", self.progress and self.ctx.is_main
+        )
         window: list[dict[str, torch.Tensor]] = []
         usage_mark = self.model.quantizer.usage_counts.clone()
         start = time.perf_counter()
@@ -720,13 +698,3 @@ class TokenizerTrainer:
         if writer is not None:
             writer.close()
         return path
-
-    def _tensorboard(self) -> Any | None:
-        if not self.ctx.is_main:
-            return None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            log.info("tensorboard is not installed; scalars go to the progress bar only")
-            return None
-        return SummaryWriter(str(self.out / "tb"))

@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from vqrae import assets
+from vqrae.assets import resolver as assets
 from vqrae.convert import dinov2_onnx
 
 FAKE = "test-fake"

