@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from vqrae import assets
 from vqrae.data.images import center_crop_resize, pil_to_tensor
 from vqrae.eval.metrics import psnr, ssim
 from vqrae.tokenizer.model import VQRAE
-from vqrae import assets
 
 NAME = "vqrae-dinov2-s-demo"
 CHECKPOINT = assets.shipped_path(assets.get_spec(NAME))

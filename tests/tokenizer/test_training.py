@@ -27,11 +27,10 @@ from vqrae.data.training import (
     split_indices,
 )
 from vqrae.eval.metrics import ssim_from_tensors
-from vqrae.training.checkpoints import find_latest, load_checkpoint
 from vqrae.tokenizer.objective import ObjectiveConfig, TokenizerObjective
 from vqrae.tokenizer.train_config import load_train_config
+from vqrae.training.checkpoints import find_latest, load_checkpoint
 from vqrae.training.recipes import parse_set_overrides
-from vqrae.training.schedules import lr_factor
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -286,13 +285,6 @@ def test_hf_dataset_directory_is_a_source(tmp_path) -> None:
     collection = open_collection(tmp_path / "ds")
     assert len(collection) == 5
     assert collection.load(3).image.getpixel((0, 0)) == (60, 0, 0)
-
-
-def test_lr_schedule_warms_up_then_decays_to_the_floor() -> None:
-    values = [lr_factor(s, warmup=10, total=100, final_ratio=0.25) for s in range(100)]
-    assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(values[10:], values[11:], strict=False))
-    assert lr_factor(100, 10, 100, 0.25) == pytest.approx(0.25)
 
 
 def test_config_merges_stage_and_overrides_and_names_unknown_keys(tmp_path, image_folder) -> None:

