@@ -1,0 +1,310 @@
+"""Chat-template prompts and assistant-only label masks.
+
+A conversation is a list of ``{"role", "content"}`` messages. :func:`tokenize_chat` renders it
+with the tokenizer's *own* chat template (``apply_chat_template``), tokenizes the rendered text
+as the template intends (no extra special tokens: the template writes its own), and labels
+with the token ids only the assistant turns' tokens; every other position is
+:data:`IGNORE_INDEX` (-100), which ``torch.nn.functional.cross_entropy`` skips.
+
+What is labelled, per assistant turn: the message's content as the template rendered it, and
+the template's end-of-turn marker right after it (``<|im_end|>`` for ChatML templates such as
+SmolLM2's and Qwen3's): the model must learn to stop. The role header before the content
+(``<|im_start|>assistant\\n``), anything the template inserts there (Qwen3's empty
+``<think>\\n\\n</think>\\n\\n`` block before the last answer) and the newline after the marker
+are not: they are the template's scaffolding, which inference writes itself (the generation
+prompt). This is LLaVA's and most trainers' convention.
+
+The assistant spans are located in the rendered text, not by assuming a template format:
+each message's content is found in order (a cursor moves past every message, so an answer that
+repeats a question is found in its own turn), and before an assistant turn the cursor is moved
+past the conversation-so-far rendered with the generation prompt whenever that rendering is a
+prefix of the whole (it is not for Qwen3's template, whose last turn differs). The
+end-of-turn marker is the special token right after the content (whitespace between the two is
+labelled too), or the ``end_of_turn`` string given. Characters map to tokens through the fast
+tokenizer's offsets; a token is labelled when its characters overlap a span. A content the
+template does not render verbatim (nor stripped) is an error naming the turn, never a silently
+shifted mask (LLaVA drops such samples as a "tokenization mismatch").
+
+:func:`tokenize_plain` is LLaVA's ``plain`` template for stage-1 captioning: the image
+placeholder, then the caption and a separator (``"\\n"`` as LLaVA's), loss on caption and
+separator only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+__all__ = [
+    "IGNORE_INDEX",
+    "Message",
+    "TokenizedChat",
+    "assistant_spans",
+    "encode_prompt",
+    "render_chat",
+    "tokenize_chat",
+    "tokenize_plain",
+    "truncate",
+]
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+ASSISTANT = "assistant"
+
+Message = Mapping[str, Any]
+"""One chat message: ``{"role": "system" | "user" | "assistant", "content": str}``."""
+
+
+@dataclass(frozen=True)
+class TokenizedChat:
+    """A tokenized training sample.
+
+    Attributes:
+        input_ids: the token ids, (T,).
+        labels: ``input_ids`` where the loss applies, :data:`IGNORE_INDEX` elsewhere, (T,).
+            Unshifted: position ``t`` holds the target for the logits at ``t - 1``, as
+            transformers' causal-LM losses expect.
+        text: the rendered text that was tokenized (before any truncation).
+        truncated: whether tokens were cut off at ``max_length``.
+    """
+
+    input_ids: list[int]
+    labels: list[int]
+    text: str
+    truncated: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.input_ids) != len(self.labels):
+            raise ValueError(
+                f"input_ids ({len(self.input_ids)}) and labels ({len(self.labels)}) differ"
+            )
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def num_targets(self) -> int:
+        """How many positions carry a label (0 means the sample trains nothing)."""
+        return sum(label != IGNORE_INDEX for label in self.labels)
+
+
+def truncate(sample: TokenizedChat, max_length: int) -> TokenizedChat:
+    """Keep the first ``max_length`` tokens; labels stay aligned with their tokens."""
+    if max_length < 1:
+        raise ValueError(f"max_length must be >= 1, got {max_length}")
+    if len(sample) <= max_length:
+        return sample
+    return replace(
+        sample,
+        input_ids=sample.input_ids[:max_length],
+        labels=sample.labels[:max_length],
+        truncated=True,
+    )
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _check_messages(messages: Sequence[Message]) -> None:
+    for i, message in enumerate(messages):
+        if not isinstance(message.get("role"), str) or not isinstance(message.get("content"), str):
+            raise ValueError(f"message {i} needs string 'role' and 'content', got {message!r}")
+
+
+def render_chat(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: Sequence[Message],
+    *,
+    add_generation_prompt: bool = False,
+    **template_kwargs: Any,
+) -> str:
+    """The conversation rendered by the tokenizer's chat template, as text.
+
+    ``template_kwargs`` reach the template (e.g. Qwen3's ``enable_thinking=False``).
+    """
+    _check_messages(messages)
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError(f"{type(tokenizer).__name__} has no chat template")
+    return tokenizer.apply_chat_template(
+        [dict(m) for m in messages],
+        tokenize=False,
+        add_generation_prompt=add_generation_prompt,
+        **template_kwargs,
+    )
+
+
+def encode_prompt(
+    tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message], **template_kwargs: Any
+) -> list[int]:
+    """Token ids of a prompt for inference: the conversation plus the generation prompt."""
+    text = render_chat(tokenizer, messages, add_generation_prompt=True, **template_kwargs)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+# ----------------------------------------------------------------------------- spans
+
+
+def _special_strings(tokenizer: PreTrainedTokenizerBase) -> dict[int, set[str]]:
+    """The tokenizer's special tokens, grouped by length (for matching at a position)."""
+    strings = set(tokenizer.all_special_tokens)
+    strings.update(t.content for t in tokenizer.added_tokens_decoder.values() if t.special)
+    by_length: dict[int, set[str]] = {}
+    for s in strings:
+        if s:
+            by_length.setdefault(len(s), set()).add(s)
+    return by_length
+
+
+def _end_of_turn(
+    text: str, position: int, specials: dict[int, set[str]], end_of_turn: str | None
+) -> int:
+    """Where the end-of-turn marker after ``position`` ends (``position`` when there is none)."""
+    start = position
+    while start < len(text) and text[start].isspace():
+        start += 1
+    if end_of_turn is not None:
+        if not text.startswith(end_of_turn, start):
+            raise ValueError(
+                f"end_of_turn {end_of_turn!r} does not follow the assistant content at char "
+                f"{position}: the template renders {text[position : position + 40]!r}"
+            )
+        return start + len(end_of_turn)
+    for length in sorted(specials, reverse=True):  # the longest special token that starts here
+        if text[start : start + length] in specials[length]:
+            return start + length
+    return position
+
+
+def _find_content(text: str, content: str, cursor: int) -> tuple[int, int] | None:
+    """``(start, end)`` of ``content`` (or its stripped form) in ``text`` from ``cursor``."""
+    for candidate in dict.fromkeys((content, content.strip())):
+        start = text.find(candidate, cursor)
+        if start >= 0:
+            return start, start + len(candidate)
+    return None
+
+
+def assistant_spans(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: Sequence[Message],
+    text: str | None = None,
+    *,
+    end_of_turn: str | None = None,
+    **template_kwargs: Any,
+) -> list[tuple[int, int]]:
+    """Character spans ``[start, end)`` of the assistant turns in the rendered conversation.
+
+    Each span is the turn's content plus its end-of-turn marker (see the module docstring).
+
+    Args:
+        tokenizer: supplies the chat template and its special tokens.
+        messages: the conversation.
+        text: the rendered conversation (rendered here when ``None``).
+        end_of_turn: the marker after an assistant turn; ``None`` detects the special token.
+        **template_kwargs: passed to the template.
+
+    Raises:
+        ValueError: a message's content is not in the rendered text where it should be.
+    """
+    if text is None:
+        text = render_chat(tokenizer, messages, **template_kwargs)
+    specials = _special_strings(tokenizer)
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+    for i, message in enumerate(messages):
+        role, content = message["role"], message["content"]
+        if role == ASSISTANT and i > 0:
+            prefix = render_chat(
+                tokenizer, messages[:i], add_generation_prompt=True, **template_kwargs
+            )
+            if text.startswith(prefix):
+                cursor = max(cursor, len(prefix))
+        found = _find_content(text, content, cursor)
+        if found is None:
+            raise ValueError(
+                f"message {i} ({role}) is not rendered verbatim by the chat template after "
+                f"char {cursor}: content {content[:60]!r}"
+            )
+        start, end = found
+        if role == ASSISTANT:
+            end = _end_of_turn(text, end, specials, end_of_turn)
+            spans.append((start, end))
+        cursor = end
+    return spans
+
+
+def _labels_from_spans(
+    tokenizer: PreTrainedTokenizerBase,
+    text: str,
+    spans: Sequence[tuple[int, int]],
+    add_special_tokens: bool,
+) -> tuple[list[int], list[int]]:
+    """Tokenize ``text``; label the tokens whose characters overlap one of ``spans``."""
+    encoding = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
+    ids: list[int] = encoding["input_ids"]
+    labels = [IGNORE_INDEX] * len(ids)
+    k = 0
+    for t, (start, end) in enumerate(encoding["offset_mapping"]):  # both in text order
+        while k < len(spans) and spans[k][1] <= start:
+            k += 1
+        if k < len(spans) and end > start and start < spans[k][1] and end > spans[k][0]:
+            labels[t] = ids[t]
+    return ids, labels
+
+
+# ----------------------------------------------------------------------------- samples
+
+
+def tokenize_chat(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: Sequence[Message],
+    *,
+    max_length: int | None = None,
+    end_of_turn: str | None = None,
+    **template_kwargs: Any,
+) -> TokenizedChat:
+    """Render, tokenize and label a conversation for training (assistant turns only).
+
+    Args:
+        tokenizer: a fast tokenizer with a chat template.
+        messages: the conversation; its assistant turns are the targets.
+        max_length: keep at most this many tokens (see :func:`truncate`).
+        end_of_turn: the marker after an assistant turn (detected when ``None``).
+        **template_kwargs: passed to the template (e.g. ``enable_thinking=False``).
+
+    Raises:
+        ValueError: no chat template, malformed messages, or a content the template does
+            not render where expected.
+    """
+    text = render_chat(tokenizer, messages, **template_kwargs)
+    spans = assistant_spans(tokenizer, messages, text, end_of_turn=end_of_turn, **template_kwargs)
+    ids, labels = _labels_from_spans(tokenizer, text, spans, add_special_tokens=False)
+    sample = TokenizedChat(input_ids=ids, labels=labels, text=text)
+    return truncate(sample, max_length) if max_length is not None else sample
+
+
+def tokenize_plain(
+    tokenizer: PreTrainedTokenizerBase,
+    caption: str,
+    *,
+    image_token: str,
+    sep: str = "\n",
+    max_length: int | None = None,
+) -> TokenizedChat:
+    """LLaVA's ``plain`` template (stage 1): ``image_token + caption + sep``, loss on
+    ``caption + sep``.
+
+    The tokenizer adds what it adds to any text (a BOS for Llama-family tokenizers, as
+    LLaVA's sequences start with), never labelled.
+    """
+    text = image_token + caption + sep
+    spans = [(len(image_token), len(text))]
+    ids, labels = _labels_from_spans(tokenizer, text, spans, add_special_tokens=True)
+    sample = TokenizedChat(input_ids=ids, labels=labels, text=text)
+    return truncate(sample, max_length) if max_length is not None else sample
