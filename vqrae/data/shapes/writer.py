@@ -11,7 +11,8 @@
     out/geneval/reference/<5-digit>/metadata.jsonl, samples/NNNN.png scenes that satisfy them
     out/mme/...                        MME layout (see vqrae.data.shapes.mme_layout)
     out/gqa/questions.json             GQA questions about images/<id>.png
-    out/dpg/dpg_bench.csv, prompts/<item>.txt, images/<item>.png (2x2 grids of 4 samples)
+    out/dpg/dpg_bench.csv, prompts/<item>.txt, images/<item>.png (2x2 grids of 4 samples),
+            scenes.jsonl (item_id, tile, scene: the truth of each tile)
     out/hf/                            the scenes as a ``datasets.Dataset`` (save_to_disk)
 
 Every artefact draws from its own seeded stream (:mod:`vqrae.data.shapes.splits`), so the
@@ -220,7 +221,7 @@ def make_shapes_dataset(
     write_mme(root / "mme", items, mme_images)
 
     # DPG: a dense prompt per item, four samples (re-laid-out scenes) in a 2x2 grid.
-    rows = []
+    rows, tile_lines = [], []
     for k in range(dpg_count):
         rng = split_rng(seed, split, "dpg", k)
         scene = sample_scene(rng, config)
@@ -228,12 +229,17 @@ def make_shapes_dataset(
         item_rows = dpg_rows(scene, item_id, phrasings[k % len(phrasings)])
         rows += item_rows
         tiles = [scene] + [relayout(rng, scene, config) for _ in range(3)]
+        tile_lines += [
+            json.dumps({"item_id": item_id, "tile": t, "scene": s.to_dict()}) + "\n"
+            for t, s in enumerate(tiles)
+        ]
         _save_png(
             dpg_grid([render_scene(s, size) for s in tiles]),
             root / "dpg" / "images" / f"{item_id}.png",
         )
         _write_text(root / "dpg" / "prompts" / f"{item_id}.txt", item_rows[0]["text"] + "\n")
     _write_text(root / "dpg" / "dpg_bench.csv", rows_to_csv(rows))
+    _write_text(root / "dpg" / "scenes.jsonl", "".join(tile_lines))
 
     counts = {
         "scenes": n,
