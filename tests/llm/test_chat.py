@@ -10,7 +10,8 @@ from vqrae import assets
 from vqrae.llm import chat
 from vqrae.llm.chat import IGNORE_INDEX, tokenize_chat, tokenize_plain, truncate
 from vqrae.llm.loading import load_tokenizer
-from vqrae.llm.testing import QWEN3_TOKENIZER_ASSET, SMOLLM2_ASSET, toy_tokenizer
+from vqrae.llm.testing import QWEN3_TOKENIZER_ASSET, SMOLLM2_ASSET, tiny_causal_lm, toy_tokenizer
+from vqrae.llm.vocab import IMAGE_TOKEN, expand_vocabulary
 
 CONVERSATIONS = {
     "system+two turns": [
@@ -133,6 +134,36 @@ def test_encode_prompt_ends_with_the_generation_prompt(tokenizer):
     )["input_ids"]
     assert ids == reference
     assert tokenizer.decode(ids).endswith("<|im_start|>assistant\n")
+
+
+def test_expanded_tokenizer_with_an_image_placeholder(qwen3_tokenizer):
+    """The understanding path's samples: the placeholder in the user turn, 16k code tokens
+    added; the mask is unchanged by either."""
+    tokenizer = copy.deepcopy(qwen3_tokenizer)
+    vocab = expand_vocabulary(tiny_causal_lm(len(tokenizer)), tokenizer, 16384)
+    question = [{"role": "user", "content": f"{IMAGE_TOKEN}\nWhat colour is the star?"}]
+    messages = [*question, {"role": "assistant", "content": "It is yellow."}]
+    sample = tokenize_chat(tokenizer, messages)
+    assert sample.input_ids.count(vocab.image_token_id) == 1
+    assert sample.labels[sample.input_ids.index(vocab.image_token_id)] == IGNORE_INDEX
+    plain = tokenize_chat(qwen3_tokenizer, [{"role": "user", "content": "Hi"}, messages[1]])
+    labelled = [t for t in sample.labels if t != IGNORE_INDEX]
+    assert labelled == [t for t in plain.labels if t != IGNORE_INDEX]
+    assert tokenizer.decode(labelled) == "It is yellow.<|im_end|>"
+
+
+def test_template_without_an_end_marker_labels_the_content_only():
+    tokenizer = toy_tokenizer()
+    tokenizer.chat_template = (
+        "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\n' }}{% endfor %}"
+    )
+    messages = [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Yes."}]
+    sample = tokenize_chat(tokenizer, messages)
+    labelled = [t for t in sample.labels if t != IGNORE_INDEX]
+    # no special token follows: the content only; its first token carries the template's
+    # space (byte-level BPE merges " Yes"), and it is labelled: the model must produce it
+    assert tokenizer.decode(labelled) == " Yes."
+    assert sample.text.endswith("assistant: Yes.\n")
 
 
 def test_template_that_rewrites_content_is_an_error():

@@ -62,7 +62,7 @@ def test_code_id_code_round_trip_is_exact(toy):
 
 
 def logits_slice_is_the_code_rows(vocab: VisualVocab) -> bool:
-    rows = torch.arange(vocab.vocab_size + 5)
+    rows = torch.arange(vocab.tokenizer_length + 5)
     return torch.equal(rows[vocab.code_slice], vocab.codes_to_ids(torch.arange(vocab.num_codes)))
 
 
@@ -88,6 +88,7 @@ def test_special_tokens_and_image_sequence(toy):
     ids = (vocab.boi_id, vocab.eoi_id, vocab.image_token_id, vocab.code_offset)
     assert ids == (n, n + 1, n + 2, n + 3)
     assert tokenizer.convert_tokens_to_ids([BOI_TOKEN, EOI_TOKEN, IMAGE_TOKEN]) == [n, n + 1, n + 2]
+    assert vocab.tokenizer_length == len(tokenizer) == n + 3 + NUM_CODES
     codes = torch.tensor([[3, 1, 4, 1], [5, 9, 2, 6]])  # (B, N)
     seq = vocab.image_sequence(codes)  # (B, N + 2)
     assert seq.shape == (2, 6)

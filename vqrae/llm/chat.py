@@ -14,16 +14,19 @@ SmolLM2's and Qwen3's): the model must learn to stop. The role header before the
 are not: they are the template's scaffolding, which inference writes itself (the generation
 prompt). This is LLaVA's and most trainers' convention.
 
-The assistant spans are located in the rendered text, not by assuming a template format:
+The assistant turns are located in the rendered text, not by assuming a template format:
 each message's content is found in order (a cursor moves past every message, so an answer that
 repeats a question is found in its own turn), and before an assistant turn the cursor is moved
 past the conversation-so-far rendered with the generation prompt whenever that rendering is a
-prefix of the whole (it is not for Qwen3's template, whose last turn differs). The
-end-of-turn marker is the special token right after the content (whitespace between the two is
-labelled too), or the ``end_of_turn`` string given. Characters map to tokens through the fast
-tokenizer's offsets; a token is labelled when its characters overlap a span. A content the
-template does not render verbatim (nor stripped) is an error naming the turn, never a silently
-shifted mask (LLaVA drops such samples as a "tokenization mismatch").
+prefix of the whole (a template may render a turn differently once later turns exist: Qwen3's
+adds the think block only to the last answer). Characters map to tokens through the fast
+tokenizer's offsets; a token is labelled when its characters overlap a content, so a token
+that merges the template's text with the content (" Yes" after "assistant:") is a target: the
+model must produce it. The end-of-turn marker is the first token after the content when that
+token is special (whitespace-only tokens between the two are labelled too), or the
+``end_of_turn`` string given. A content the template does not render verbatim (nor stripped)
+is an error naming the turn, never a silently shifted mask (LLaVA drops such samples as a
+"tokenization mismatch").
 
 :func:`tokenize_plain` is LLaVA's ``plain`` template for stage-1 captioning: the image
 placeholder, then the caption and a separator (``"\\n"`` as LLaVA's), loss on caption and
@@ -32,7 +35,6 @@ separator only.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -44,15 +46,12 @@ __all__ = [
     "IGNORE_INDEX",
     "Message",
     "TokenizedChat",
-    "assistant_spans",
     "encode_prompt",
     "render_chat",
     "tokenize_chat",
     "tokenize_plain",
     "truncate",
 ]
-
-logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 ASSISTANT = "assistant"
@@ -150,37 +149,6 @@ def encode_prompt(
 # ----------------------------------------------------------------------------- spans
 
 
-def _special_strings(tokenizer: PreTrainedTokenizerBase) -> dict[int, set[str]]:
-    """The tokenizer's special tokens, grouped by length (for matching at a position)."""
-    strings = set(tokenizer.all_special_tokens)
-    strings.update(t.content for t in tokenizer.added_tokens_decoder.values() if t.special)
-    by_length: dict[int, set[str]] = {}
-    for s in strings:
-        if s:
-            by_length.setdefault(len(s), set()).add(s)
-    return by_length
-
-
-def _end_of_turn(
-    text: str, position: int, specials: dict[int, set[str]], end_of_turn: str | None
-) -> int:
-    """Where the end-of-turn marker after ``position`` ends (``position`` when there is none)."""
-    start = position
-    while start < len(text) and text[start].isspace():
-        start += 1
-    if end_of_turn is not None:
-        if not text.startswith(end_of_turn, start):
-            raise ValueError(
-                f"end_of_turn {end_of_turn!r} does not follow the assistant content at char "
-                f"{position}: the template renders {text[position : position + 40]!r}"
-            )
-        return start + len(end_of_turn)
-    for length in sorted(specials, reverse=True):  # the longest special token that starts here
-        if text[start : start + length] in specials[length]:
-            return start + length
-    return position
-
-
 def _find_content(text: str, content: str, cursor: int) -> tuple[int, int] | None:
     """``(start, end)`` of ``content`` (or its stripped form) in ``text`` from ``cursor``."""
     for candidate in dict.fromkeys((content, content.strip())):
@@ -190,31 +158,17 @@ def _find_content(text: str, content: str, cursor: int) -> tuple[int, int] | Non
     return None
 
 
-def assistant_spans(
+def _assistant_contents(
     tokenizer: PreTrainedTokenizerBase,
     messages: Sequence[Message],
-    text: str | None = None,
-    *,
-    end_of_turn: str | None = None,
+    text: str,
     **template_kwargs: Any,
 ) -> list[tuple[int, int]]:
-    """Character spans ``[start, end)`` of the assistant turns in the rendered conversation.
-
-    Each span is the turn's content plus its end-of-turn marker (see the module docstring).
-
-    Args:
-        tokenizer: supplies the chat template and its special tokens.
-        messages: the conversation.
-        text: the rendered conversation (rendered here when ``None``).
-        end_of_turn: the marker after an assistant turn; ``None`` detects the special token.
-        **template_kwargs: passed to the template.
+    """Character spans ``[start, end)`` of the assistant contents in the rendered ``text``.
 
     Raises:
         ValueError: a message's content is not in the rendered text where it should be.
     """
-    if text is None:
-        text = render_chat(tokenizer, messages, **template_kwargs)
-    specials = _special_strings(tokenizer)
     spans: list[tuple[int, int]] = []
     cursor = 0
     for i, message in enumerate(messages):
@@ -231,30 +185,71 @@ def assistant_spans(
                 f"message {i} ({role}) is not rendered verbatim by the chat template after "
                 f"char {cursor}: content {content[:60]!r}"
             )
-        start, end = found
         if role == ASSISTANT:
-            end = _end_of_turn(text, end, specials, end_of_turn)
-            spans.append((start, end))
-        cursor = end
+            spans.append(found)
+        cursor = found[1]
     return spans
 
 
-def _labels_from_spans(
+def _with_end_of_turn(
+    text: str, spans: Sequence[tuple[int, int]], end_of_turn: str
+) -> list[tuple[int, int]]:
+    """Extend each span over the whitespace and the ``end_of_turn`` string that follow it."""
+    extended = []
+    for start, end in spans:
+        marker = end
+        while marker < len(text) and text[marker].isspace():
+            marker += 1
+        if not text.startswith(end_of_turn, marker):
+            raise ValueError(
+                f"end_of_turn {end_of_turn!r} does not follow the assistant content at char "
+                f"{end}: the template renders {text[end : end + 40]!r}"
+            )
+        extended.append((start, marker + len(end_of_turn)))
+    return extended
+
+
+def _is_special(tokenizer: PreTrainedTokenizerBase, token_id: int) -> bool:
+    """Whether a token is special: it decodes to text, and to nothing when specials are skipped."""
+    return (
+        tokenizer.decode([token_id], skip_special_tokens=True) == ""
+        and tokenizer.decode([token_id]) != ""
+    )
+
+
+def _label_spans(
     tokenizer: PreTrainedTokenizerBase,
     text: str,
     spans: Sequence[tuple[int, int]],
+    *,
     add_special_tokens: bool,
+    special_after: bool,
 ) -> tuple[list[int], list[int]]:
-    """Tokenize ``text``; label the tokens whose characters overlap one of ``spans``."""
+    """Tokenize ``text`` and label the tokens whose characters overlap one of ``spans``.
+
+    With ``special_after``, the first token after each span is labelled too when it is a
+    special token (with any whitespace-only tokens before it): the end-of-turn marker.
+    """
     encoding = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
     ids: list[int] = encoding["input_ids"]
+    offsets: list[tuple[int, int]] = encoding["offset_mapping"]
     labels = [IGNORE_INDEX] * len(ids)
-    k = 0
-    for t, (start, end) in enumerate(encoding["offset_mapping"]):  # both in text order
-        while k < len(spans) and spans[k][1] <= start:
-            k += 1
-        if k < len(spans) and end > start and start < spans[k][1] and end > spans[k][0]:
-            labels[t] = ids[t]
+    t = 0
+    for span_start, span_end in spans:  # spans and tokens are both in text order
+        while t < len(ids) and offsets[t][1] <= span_start:
+            t += 1
+        while t < len(ids) and offsets[t][0] < span_end:
+            if offsets[t][1] > offsets[t][0]:  # empty offsets: tokens the text does not hold
+                labels[t] = ids[t]
+            t += 1
+        if special_after:
+            after = t
+            while after < len(ids) and text[offsets[after][0] : offsets[after][1]].isspace():
+                after += 1
+            if after < len(ids) and _is_special(tokenizer, ids[after]):
+                for u in range(t, after + 1):
+                    labels[u] = ids[u]
+                t = after + 1
     return ids, labels
 
 
@@ -283,8 +278,12 @@ def tokenize_chat(
             not render where expected.
     """
     text = render_chat(tokenizer, messages, **template_kwargs)
-    spans = assistant_spans(tokenizer, messages, text, end_of_turn=end_of_turn, **template_kwargs)
-    ids, labels = _labels_from_spans(tokenizer, text, spans, add_special_tokens=False)
+    spans = _assistant_contents(tokenizer, messages, text, **template_kwargs)
+    if end_of_turn is not None:
+        spans = _with_end_of_turn(text, spans, end_of_turn)
+    ids, labels = _label_spans(
+        tokenizer, text, spans, add_special_tokens=False, special_after=end_of_turn is None
+    )
     sample = TokenizedChat(input_ids=ids, labels=labels, text=text)
     return truncate(sample, max_length) if max_length is not None else sample
 
@@ -305,6 +304,6 @@ def tokenize_plain(
     """
     text = image_token + caption + sep
     spans = [(len(image_token), len(text))]
-    ids, labels = _labels_from_spans(tokenizer, text, spans, add_special_tokens=True)
+    ids, labels = _label_spans(tokenizer, text, spans, add_special_tokens=True, special_after=False)
     sample = TokenizedChat(input_ids=ids, labels=labels, text=text)
     return truncate(sample, max_length) if max_length is not None else sample

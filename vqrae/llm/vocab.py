@@ -139,8 +139,9 @@ class VisualVocab:
         return slice(self.code_offset, self.code_end)
 
     @property
-    def vocab_size(self) -> int:
-        """The expanded tokenizer's length (one past the largest id this map knows)."""
+    def tokenizer_length(self) -> int:
+        """The expanded tokenizer's length: one past the largest id this map knows (the model
+        may hold more embedding rows, padding that no token uses)."""
         return max(self.code_end, self.boi_id + 1, self.eoi_id + 1, self.image_token_id + 1)
 
     @property
@@ -288,12 +289,13 @@ class _RowStats:
 
 
 def _row_stats(rows: torch.Tensor) -> _RowStats:
-    """Statistics of ``rows`` (n, h); the product is done in float32, then held in float64."""
+    """Statistics of ``rows`` (n, h): the product in float32 on the rows' device, the result in
+    float64 on the CPU (where the seeded draws and eigen-decompositions run)."""
     x = rows.detach().float()  # (n, h)
     mean = x.mean(dim=0)  # (h,)
     centred = x - mean
     cov = centred.T @ centred / x.shape[0]  # (h, h), normalised by n as transformers does
-    return _RowStats(mean.double(), cov.double())
+    return _RowStats(mean.double().cpu(), cov.double().cpu())
 
 
 def mean_rows(
@@ -502,6 +504,6 @@ def load_expanded_lm(
 
     model, tokenizer = load_causal_lm(Path(directory), **kwargs)
     vocab = VisualVocab.from_pretrained(directory, tokenizer)
-    if model.get_input_embeddings().weight.shape[0] < vocab.vocab_size:
+    if model.get_input_embeddings().weight.shape[0] < vocab.tokenizer_length:
         raise ValueError(f"{directory}: the model has fewer embedding rows than its vocabulary")
     return model, tokenizer, vocab
