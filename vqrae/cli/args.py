@@ -17,7 +17,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["add_function_command", "parse_docstring"]
+__all__ = ["add_function_command", "command_group", "parse_docstring"]
 
 
 def parse_docstring(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
@@ -86,3 +86,20 @@ def add_function_command(
         parser.add_argument(flag, dest=param.name, **kwargs)
     parser.set_defaults(_fn=fn, _command=name)
     return parser
+
+
+def command_group(
+    subparsers: argparse._SubParsersAction, name: str, help: str
+) -> argparse._SubParsersAction:
+    """The actions of group ``name`` (``vqrae NAME ACTION``), created on first use.
+
+    Several command modules may add actions to one group (``vqrae geneval score`` lives with the
+    scorers, ``vqrae geneval generate`` with the generator); the parsed action is ``subcommand``.
+    """
+    existing = subparsers.choices.get(name)
+    if existing is not None:
+        return existing._vqrae_actions  # type: ignore[attr-defined]
+    parser = subparsers.add_parser(name, help=help, description=help)
+    actions = parser.add_subparsers(dest="subcommand", metavar="ACTION", required=True)
+    parser._vqrae_actions = actions  # type: ignore[attr-defined]
+    return actions

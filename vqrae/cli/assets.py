@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vqrae.cli.args import add_function_command
+from vqrae.cli.args import add_function_command, command_group
 from vqrae.cli.common import print_error
 
 
@@ -52,7 +52,6 @@ def fetch(names: list[str], force: bool = False) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``assets`` group."""
-    group = subparsers.add_parser("assets", help="list or fetch pretrained weights")
-    actions = group.add_subparsers(dest="subcommand", metavar="ACTION", required=True)
+    actions = command_group(subparsers, "assets", "list or fetch pretrained weights")
     add_function_command(actions, "list", list_)
     add_function_command(actions, "fetch", fetch)
