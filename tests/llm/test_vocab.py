@@ -169,6 +169,54 @@ def test_text_logits_unchanged_and_heads_consistent(toy, tie, extra_rows, init):
         assert not torch.equal(head[n:], embed[n:])  # the head's rows come from its own stats
 
 
+def test_a_biased_head_grows_with_the_mean_bias(toy):
+    """Heads with a bias (Phi's): old logits unchanged, new bias entries at the old mean."""
+    from transformers import PhiConfig
+
+    from vqrae.llm.loading import causal_lm_from_config
+
+    tokenizer = copy.deepcopy(toy)
+    config = PhiConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        tie_word_embeddings=False,
+    )
+    model = causal_lm_from_config(config, device="cpu", seed=0).eval()
+    with torch.no_grad():
+        model.lm_head.bias.normal_(generator=torch.Generator().manual_seed(0))
+    old_bias = model.lm_head.bias.detach().clone()
+    ids = torch.tensor([tokenizer(TEXT, add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        before = model(ids).logits
+    vocab = expand_vocabulary(model, tokenizer, 10)
+    n = vocab.text_vocab_size
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits[..., :n], before)
+    bias = model.lm_head.bias.detach()
+    assert torch.equal(bias[:n], old_bias)
+    assert torch.allclose(bias[n:], old_bias.mean().expand(bias.shape[0] - n))
+
+
+def test_bf16_weights_keep_their_dtype(toy):
+    """A bf16 model (the CUDA policy) is expanded in its dtype; statistics run in float64."""
+    from vqrae.llm.loading import causal_lm_from_config
+    from vqrae.llm.testing import tiny_qwen3_config
+
+    tokenizer = copy.deepcopy(toy)
+    config = tiny_qwen3_config(len(tokenizer))
+    model = causal_lm_from_config(config, device="cpu", precision="bf16", seed=0)
+    old = model.get_input_embeddings().weight.detach().clone()
+    codebook = torch.randn(NUM_CODES, 16, generator=torch.Generator().manual_seed(4))
+    vocab = expand_vocabulary(model, tokenizer, NUM_CODES, init="codebook", codebook=codebook)
+    weight = model.get_input_embeddings().weight
+    assert weight.dtype == torch.bfloat16
+    assert torch.equal(weight[: vocab.text_vocab_size], old)
+    assert torch.isfinite(weight.float()).all()
+
+
 def test_mean_init_follows_transformers_rule(toy):
     model, _, vocab, _, _ = _expanded(toy)
     weight = model.get_input_embeddings().weight.detach()

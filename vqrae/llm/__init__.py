@@ -5,9 +5,20 @@
 * :mod:`vqrae.llm.vocab`: the visual vocabulary (codes <-> token ids, special tokens,
   embedding initialisation), saved beside the model;
 * :mod:`vqrae.llm.chat`: chat-template prompts and assistant-only label masks;
-* :mod:`vqrae.llm.testing`: tiny random models, the real offline ones, Qwen3-0.6B on meta.
+* :mod:`vqrae.llm.testing` (imported on its own): tiny random models, the real offline ones,
+  Qwen3-0.6B on the meta device.
 """
 
+from vqrae.llm.chat import (
+    IGNORE_INDEX,
+    Message,
+    TokenizedChat,
+    encode_prompt,
+    render_chat,
+    tokenize_chat,
+    tokenize_plain,
+    truncate,
+)
 from vqrae.llm.loading import (
     Attention,
     LMPolicy,
@@ -36,15 +47,19 @@ from vqrae.llm.vocab import (
 __all__ = [
     "BOI_TOKEN",
     "EOI_TOKEN",
+    "IGNORE_INDEX",
     "IMAGE_TOKEN",
     "VISUAL_VOCAB_FILE",
     "Attention",
     "EmbeddingInit",
     "LMPolicy",
     "LMPrecision",
+    "Message",
+    "TokenizedChat",
     "VisualVocab",
     "causal_lm_from_config",
     "codebook_rows",
+    "encode_prompt",
     "expand_vocabulary",
     "list_language_models",
     "lm_policy",
@@ -52,6 +67,10 @@ __all__ = [
     "load_expanded_lm",
     "load_tokenizer",
     "mean_rows",
+    "render_chat",
     "resolve_lm_path",
     "save_expanded_lm",
+    "tokenize_chat",
+    "tokenize_plain",
+    "truncate",
 ]
