@@ -138,7 +138,7 @@ def test_gqa_questions_format_and_truth():
     qs = gqa_questions(np.random.default_rng(0), scene, "img7", first_qid=10)
     assert list(qs)[0] == "10"
     for qid, q in qs.items():
-        assert q["imageId"] == "img7"
+        assert q["imageId"] == "img7" and q["equivalent"] == [qid]
         assert {"question", "answer", "types", "isBalanced", "semantic", "groups"} <= set(q)
         assert q["types"]["structural"] in STRUCTURAL_TYPES
         assert q["answer"] == q["answer"].lower()

@@ -16,10 +16,12 @@ Steps, per image (pure numpy / scipy / Pillow):
    the fill colour, projected in RGB: exact for anti-aliased edges) is compared with every
    shape outline fitted to the component's box and drawn anti-aliased on the same pixel grid
    (the world's outlines plus variants: pointed-top hexagons, fatter stars, thinner and thicker
-   crosses). The class is the outline with the highest soft IoU ``sum(min) / sum(max)``.
+   crosses). The class is the outline with the best fit: the soft IoU ``sum(min) / sum(max)``,
+   times a penalty when the box's aspect ratio is more than 15% off the outline's own (the
+   world's shapes are regular: a bar fits a stretched square well, but is no square).
    Each side of the box is first moved by sub-pixel steps while the IoU improves (for the two
    best outlines), since a pixel threshold cuts the tips of stars and triangles short.
-5. **Confidence.** ``clip((iou - 0.5) / 0.4, 0, 1)``. Clean renders fit their outline with soft
+5. **Confidence.** ``clip((fit - 0.5) / 0.4, 0, 1)``. Clean renders fit their outline with soft
    IoU >= 0.94 at 128 px (>= 0.89 at 64 px; 0.97-0.999 at 256 px), confidence 1, so they
    pass GenEval's counting threshold (0.9, i.e. IoU 0.86); a blob that fits no outline
    (IoU below 0.5) scores 0 and is dropped by every threshold.
@@ -32,13 +34,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from vqrae.data.shapes.colour import COLOUR_NAMES, REFERENCE_LAB, delta_e, srgb_to_lab
-from vqrae.data.shapes.geometry import unit_outline
+from vqrae.data.shapes.geometry import aspect, unit_outline
+from vqrae.data.shapes.vocab import SHAPES
 from vqrae.eval.geneval import Detection
 
 __all__ = ["DetectorConfig", "ShapesDetector", "fit_ground", "template_variants"]
@@ -56,6 +60,7 @@ class DetectorConfig:
         split_fraction: Share of a component's core in a second colour that splits it.
         supersample: Supersampling of the outline templates.
         refine_top: Outlines (best first) whose box is refined before the final choice.
+        aspect_tolerance: Relative aspect-ratio error a fit tolerates without penalty.
         iou_floor: Soft IoU mapped to confidence 0.
         iou_span: Soft IoU above the floor mapped to confidence 1.
     """
@@ -67,6 +72,7 @@ class DetectorConfig:
     split_fraction: float = 0.25
     supersample: int = 4
     refine_top: int = 2
+    aspect_tolerance: float = 0.15
     iou_floor: float = 0.5
     iou_span: float = 0.4
 
@@ -79,17 +85,16 @@ class DetectorConfig:
             raise ValueError("supersample must be >= 1 and iou_span > 0")
 
 
-def template_variants() -> list[tuple[str, np.ndarray]]:
-    """``(class, unit outline)`` for every outline the detector tries."""
-    variants = [
-        (shape, unit_outline(shape))
-        for shape in ("circle", "square", "triangle", "star", "hexagon", "cross")
+def template_variants() -> list[tuple[str, np.ndarray, float]]:
+    """``(class, unit outline, box aspect w/h)`` for every outline the detector tries."""
+    options: list[tuple[str, dict[str, Any]]] = [(shape, {}) for shape in SHAPES]
+    options += [
+        ("hexagon", {"hexagon_pointed_top": True}),
+        ("star", {"star_inner": 0.5}),
+        ("cross", {"cross_arm": 0.22}),
+        ("cross", {"cross_arm": 0.45}),
     ]
-    variants.append(("hexagon", unit_outline("hexagon", hexagon_pointed_top=True)))
-    variants.append(("star", unit_outline("star", star_inner=0.5)))
-    variants.append(("cross", unit_outline("cross", cross_arm=0.22)))
-    variants.append(("cross", unit_outline("cross", cross_arm=0.45)))
-    return variants
+    return [(shape, unit_outline(shape, **kw), aspect(shape, **kw)) for shape, kw in options]
 
 
 def _design(h: int, w: int) -> np.ndarray:
@@ -223,17 +228,18 @@ class ShapesDetector:
             float(sy.max() + 1),
         )  # window coords
         scored = sorted(
-            ((self._iou(alpha, outline, box), i) for i, (_, outline) in enumerate(self._variants)),
-            reverse=True,
+            ((self._iou(alpha, v[1], box), i) for i, v in enumerate(self._variants)), reverse=True
         )
-        best_label, best_iou, best_box = "", -1.0, box
+        best_label, best_fit, best_box = "", -1.0, box
         for _, i in scored[: self.config.refine_top]:
-            fitted, iou = self._refine(alpha, self._variants[i][1], box)
-            if iou > best_iou:
-                best_label, best_iou, best_box = self._variants[i][0], iou, fitted
+            label, outline, ratio = self._variants[i]
+            fitted, iou = self._refine(alpha, outline, box)
+            fit = iou * self._aspect_factor(ratio, fitted)
+            if fit > best_fit:
+                best_label, best_fit, best_box = label, fit, fitted
         box = best_box
         confidence = float(
-            np.clip((best_iou - self.config.iou_floor) / self.config.iou_span, 0.0, 1.0)
+            np.clip((best_fit - self.config.iou_floor) / self.config.iou_span, 0.0, 1.0)
         )
         return Detection(
             label=best_label,
@@ -243,10 +249,16 @@ class ShapesDetector:
         )
 
     def _iou(self, alpha: np.ndarray, outline: np.ndarray, box: Sequence[float]) -> float:
+        """Soft IoU of the coverage with the outline drawn in ``box``."""
         template = self._draw(outline, box, alpha.shape)
-        return float(
-            np.minimum(alpha, template).sum() / max(np.maximum(alpha, template).sum(), 1e-9)
-        )
+        inter = np.minimum(alpha, template).sum()
+        return float(inter / max(np.maximum(alpha, template).sum(), 1e-9))
+
+    def _aspect_factor(self, ratio: float, box: Sequence[float]) -> float:
+        """1 while the box's aspect ratio is within ``aspect_tolerance`` of the outline's, then
+        falling in proportion (a bar fits a stretched square well, but is no square)."""
+        r = (box[2] - box[0]) / max(box[3] - box[1], 1e-9) / ratio
+        return min(1.0, min(r, 1.0 / r) / (1.0 - self.config.aspect_tolerance))
 
     def _refine(
         self, alpha: np.ndarray, outline: np.ndarray, box: tuple[float, float, float, float]

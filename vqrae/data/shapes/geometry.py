@@ -24,7 +24,7 @@ import numpy as np
 
 from vqrae.data.shapes.vocab import SHAPES
 
-__all__ = ["CIRCLE_VERTICES", "extent", "unit_outline"]
+__all__ = ["CIRCLE_VERTICES", "aspect", "extent", "unit_outline"]
 
 #: Vertices of the polygon that stands for a circle (fine enough at 8x supersampling of 1024 px).
 CIRCLE_VERTICES = 180
@@ -76,6 +76,25 @@ def _cross(arm: float) -> np.ndarray:
     )
 
 
+def _raw_outline(
+    shape: str, star_inner: float, cross_arm: float, hexagon_pointed_top: bool
+) -> np.ndarray:
+    _check(shape)
+    if shape == "circle":
+        t = np.arange(CIRCLE_VERTICES) * 2 * math.pi / CIRCLE_VERTICES
+        return np.stack([np.cos(t), np.sin(t)], axis=1)
+    if shape == "square":
+        return np.array([[0, 0], [1, 0], [1, 1], [0, 1]], dtype=np.float64)
+    if shape == "triangle":
+        h = math.sqrt(3) / 2  # equilateral, side 1, apex up
+        return np.array([[0.5, 0.0], [1.0, h], [0.0, h]])
+    if shape == "star":
+        return _star(star_inner)
+    if shape == "hexagon":
+        return _hexagon(hexagon_pointed_top)
+    return _cross(cross_arm)
+
+
 def unit_outline(
     shape: str,
     star_inner: float = _STAR_INNER,
@@ -87,30 +106,22 @@ def unit_outline(
     The keyword arguments give the variants the detector also tries; the defaults are the
     world's shapes.
     """
-    _check(shape)
-    if shape == "circle":
-        t = np.arange(CIRCLE_VERTICES) * 2 * math.pi / CIRCLE_VERTICES
-        pts = np.stack([np.cos(t), np.sin(t)], axis=1)
-    elif shape == "square":
-        pts = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], dtype=np.float64)
-    elif shape == "triangle":
-        pts = np.array([[0.5, 0], [1, 1], [0, 1]], dtype=np.float64)
-    elif shape == "star":
-        pts = _star(star_inner)
-    elif shape == "hexagon":
-        pts = _hexagon(hexagon_pointed_top)
-    else:
-        pts = _cross(cross_arm)
-    return _normalise(pts)
+    return _normalise(_raw_outline(shape, star_inner, cross_arm, hexagon_pointed_top))
+
+
+def aspect(
+    shape: str,
+    star_inner: float = _STAR_INNER,
+    cross_arm: float = _CROSS_ARM,
+    hexagon_pointed_top: bool = False,
+) -> float:
+    """Width over height of the shape's tight box (1 for circles, squares and crosses)."""
+    pts = _raw_outline(shape, star_inner, cross_arm, hexagon_pointed_top)
+    w, h = pts.max(axis=0) - pts.min(axis=0)
+    return float(w / h)
 
 
 def extent(shape: str) -> tuple[float, float]:
     """Width and height of the shape's tight box per unit size (the longer side is 1)."""
-    _check(shape)
-    if shape in ("triangle", "hexagon"):
-        return 1.0, math.sqrt(3) / 2
-    if shape == "star":
-        pts = _star(_STAR_INNER)
-        w, h = pts.max(axis=0) - pts.min(axis=0)
-        return 1.0, float(h / w)
-    return 1.0, 1.0
+    r = aspect(shape)
+    return (1.0, 1.0 / r) if r >= 1 else (r, 1.0)
