@@ -85,31 +85,31 @@ def gqa_questions(
                 "existAttr",
             )
         )
-    # logical / obj
-    if absent and len(present) >= 1:
-        a, b = pick(present), pick(absent)
-        if rng.random() < 0.5:
-            items.append(
-                _q(
-                    f"Are there both a {a} and a {b}?",
-                    "no",
-                    f"No, there is a {a} but no {b}.",
-                    "logical",
-                    "obj",
-                    "existAnd",
-                )
-            )
+    # logical / obj: "and" true when both are present, "or" false when both are absent
+    if rng.random() < 0.5:
+        if len(present) >= 2 and (rng.random() < 0.5 or not absent):
+            a, b = (present[int(i)] for i in rng.choice(len(present), size=2, replace=False))
+            answer, full = "yes", f"Yes, there are both a {a} and a {b}."
+        elif absent:
+            a, b = pick(present), pick(absent)
+            answer, full = "no", f"No, there is a {a} but no {b}."
         else:
+            a = b = ""
+        if a:
             items.append(
-                _q(
-                    f"Is there a {b} or a {a}?",
-                    "yes",
-                    f"Yes, there is a {a}.",
-                    "logical",
-                    "obj",
-                    "existOr",
-                )
+                _q(f"Are there both a {a} and a {b}?", answer, full, "logical", "obj", "existAnd")
             )
+    else:
+        if len(absent) >= 2 and rng.random() < 0.5:
+            a, b = (absent[int(i)] for i in rng.choice(len(absent), size=2, replace=False))
+            answer, full = "no", f"No, there is neither a {a} nor a {b}."
+        elif absent:
+            a, b = pick(absent), pick(present)
+            answer, full = "yes", f"Yes, there is a {b}."
+        else:
+            a = b = ""
+        if a:
+            items.append(_q(f"Is there a {a} or a {b}?", answer, full, "logical", "obj", "existOr"))
     # query / attr and choose / attr: colour of a single-coloured class
     if uniform:
         s = pick(list(uniform))
@@ -143,18 +143,31 @@ def gqa_questions(
                 "queryShape",
             )
         )
-    # compare / attr
+    # compare / attr: "the same color" or "different colors", at random
     if len(uniform) >= 2:
         a, b = (list(uniform)[int(i)] for i in rng.choice(len(uniform), size=2, replace=False))
         same = uniform[a] == uniform[b]
+        full = f"the {a} is {uniform[a]} and the {b} is {uniform[b]}."
+        if rng.random() < 0.5:
+            question, answer, detailed = (
+                f"Do the {a} and the {b} have the same color?",
+                same,
+                "sameColor",
+            )
+        else:
+            question, answer, detailed = (
+                f"Do the {a} and the {b} have different colors?",
+                not same,
+                "diffColor",
+            )
         items.append(
             _q(
-                f"Do the {a} and the {b} have the same color?",
-                "yes" if same else "no",
-                f"{'Yes' if same else 'No'}, the {a} is {uniform[a]} and the {b} is {uniform[b]}.",
+                question,
+                "yes" if answer else "no",
+                f"{'Yes' if answer else 'No'}, {full}",
                 "compare",
                 "attr",
-                "sameColor",
+                detailed,
             )
         )
     # verify / rel and choose / rel
