@@ -53,6 +53,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from vqrae.data.shapes.colour import COLOUR_NAMES
+from vqrae.data.shapes.geneval_prompts import GENEVAL_TAGS
 from vqrae.data.shapes.relations import RELATIONS, relative_position
 from vqrae.utils.files import atomic_write
 
@@ -83,14 +84,7 @@ __all__ = [
 #: GenEval's colour names, in GenEval's order (the order of the counts in a colour ``reason``).
 COLORS: tuple[str, ...] = COLOUR_NAMES
 #: GenEval's six tags, in the order of its prompt file.
-TAGS: tuple[str, ...] = (
-    "single_object",
-    "two_object",
-    "counting",
-    "colors",
-    "position",
-    "color_attr",
-)
+TAGS: tuple[str, ...] = GENEVAL_TAGS
 _SAMPLE_NAME = re.compile(r"\d+\.png")
 
 
