@@ -20,6 +20,7 @@ from vqrae.eval.dpg import (
     format_report,
     is_yes,
     load_dpg_csv,
+    make_judge,
     score_item,
     split_tiles,
     zero_dependents,
@@ -183,3 +184,19 @@ def test_oracle_and_detector_judges_on_shapes_tiles(tmp_path):
         assert report.score == pytest.approx(100 * np.mean(expected))
     with pytest.raises(KeyError):
         oracle.answer(Image.new("RGB", (96, 96)), rows[0]["question_natural_language"])
+
+
+def test_make_judge_by_name(items, tmp_path):
+    from vqrae.data.shapes.writer import make_shapes_dataset
+
+    assert isinstance(make_judge("detector", items), DetectorJudge)
+    with pytest.raises(ValueError, match="dpg_dir"):
+        make_judge("oracle", items)
+    with pytest.raises(ValueError, match="unknown judge"):
+        make_judge("gpt", items)
+    make_shapes_dataset(
+        tmp_path, n=4, size=48, geneval_per_tag=1, mme_per_subtask=1, dpg_items=2, hf=False
+    )
+    dpg = tmp_path / "dpg"
+    report = eval_dpg(dpg / "images", dpg / "dpg_bench.csv", make_judge("oracle", items, dpg))
+    assert report.num_images == 2 and report.score == 100.0  # reference grids satisfy their items

@@ -51,15 +51,18 @@ from vqrae.utils.files import atomic_write
 __all__ = [
     "DPGItem",
     "DPGReport",
+    "JUDGES",
     "DetectorJudge",
     "ItemScore",
     "Judge",
+    "MPLUGJudge",
     "OracleJudge",
     "Proposition",
     "eval_dpg",
     "format_report",
     "is_yes",
     "load_dpg_csv",
+    "make_judge",
     "score_dpg",
     "score_item",
     "split_tiles",
@@ -411,3 +414,48 @@ class DetectorJudge:
             )
         scene = Scene(tuple(objects), Ground((128, 128, 128), (128, 128, 128), 0.0, 0.0, 0))
         return "yes" if proposition_holds(scene, self._tuples[question]) else "no"
+
+
+class MPLUGJudge:
+    """DPG-Bench's own judge: mPLUG-large VQA through ModelScope (where it is installed).
+
+    ELLA's script builds ``pipeline(Tasks.visual_question_answering,
+    model="damo/mplug_visual-question-answering_coco_large_en")`` and reads ``result["text"]``.
+    """
+
+    MODEL = "damo/mplug_visual-question-answering_coco_large_en"
+
+    def __init__(self, model: str = MODEL, device: str = "gpu") -> None:
+        try:
+            from modelscope.pipelines import pipeline
+            from modelscope.utils.constant import Tasks
+        except ImportError as err:
+            raise ImportError(
+                "the mplug judge needs ModelScope (pip install modelscope) and its mPLUG weights"
+            ) from err
+        self._pipeline = pipeline(Tasks.visual_question_answering, model=model, device=device)
+
+    def answer(self, image: Image.Image, question: str) -> str:
+        """mPLUG's reply."""
+        return str(self._pipeline({"image": image, "question": question})["text"])
+
+
+#: Judge names :func:`make_judge` knows.
+JUDGES: tuple[str, ...] = ("detector", "oracle", "mplug")
+
+
+def make_judge(
+    name: str, items: Mapping[str, DPGItem], dpg_dir: str | os.PathLike[str] | None = None
+) -> Judge:
+    """A judge by name: ``detector`` (the shapes detector; any image of this world),
+    ``oracle`` (scene truth of a shapes data set's ``dpg/`` folder, given as ``dpg_dir``) or
+    ``mplug`` (DPG-Bench's mPLUG through ModelScope, where installed)."""
+    if name == "detector":
+        return DetectorJudge(items.values())
+    if name == "oracle":
+        if dpg_dir is None:
+            raise ValueError("the oracle judge needs dpg_dir (a shapes data set's dpg/ folder)")
+        return OracleJudge.from_shapes_dir(dpg_dir)
+    if name == "mplug":
+        return MPLUGJudge()
+    raise ValueError(f"unknown judge {name!r}; expected one of {list(JUDGES)}")
