@@ -116,3 +116,19 @@ def test_export_writes_a_compact_half_precision_copy(tmp_path, tiny_checkpoint) 
     assert (
         main(["export", str(tiny_checkpoint), "--out", str(tmp_path / "x"), "--dtype", "int3"]) == 1
     )
+
+
+def test_shapes_make_then_benchmark_scorers_end_to_end(tmp_path, capsys) -> None:
+    out = tmp_path / "shapes"
+    assert main(["shapes", "make", "--out", str(out), "--n", "12", "--size", "128", "--no-hf"]) == 0
+    results = tmp_path / "results.jsonl"
+    assert (
+        main(["geneval", "score", str(out / "geneval" / "reference"), "--out", str(results)]) == 0
+    )
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    assert lines and all(line["correct"] for line in lines)  # the references are correct renders
+    assert "Overall score" in capsys.readouterr().out
+    dpg = ["dpg", "score", "--images", str(out / "dpg" / "images")]
+    assert main([*dpg, "--csv", str(out / "dpg" / "dpg_bench.csv"), "--judge", "oracle"]) == 0
+    assert "DPG-Bench score: 100.00" in capsys.readouterr().out
+    assert main(["shapes", "make", "--out", str(out), "--n", "0"]) == 1

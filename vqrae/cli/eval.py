@@ -1,11 +1,12 @@
-"""Evaluation commands: eval-recon, eval-semantics, eval-mme."""
+"""Evaluation commands: eval-recon, eval-semantics, eval-mme, and the benchmark scorers
+(``vqrae geneval score``, ``vqrae gqa score``, ``vqrae dpg score``)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from vqrae.cli.args import add_function_command
+from vqrae.cli.args import add_function_command, command_group
 from vqrae.cli.common import (
     DEFAULT_TOKENIZER,
     CommandError,
@@ -237,8 +238,87 @@ def eval_mme(
     return 0
 
 
+def geneval_score(image_dir: str, *, out: str, detector: str = "shapes") -> int:
+    """Score a GenEval folder and print GenEval's summary (per tag and Overall).
+
+    Reads GenEval's layout (IMAGE_DIR/<5-digit index>/metadata.jsonl and samples/NNNN.png),
+    finds each image's objects with the detector, applies GenEval's rules (counts, colours,
+    positions, exclusions) and writes GenEval's results file: one JSON line per image.
+
+    Args:
+        image_dir: the GenEval image folder.
+        out: the results file to write (JSON lines).
+        detector: "shapes", the project's detector for the shapes world (GenEval's own
+            evaluator, Mask2Former + CLIP, scores real images: see the README).
+    """
+    from vqrae.eval.geneval import eval_geneval, format_report
+
+    if detector != "shapes":
+        raise CommandError(f"--detector must be 'shapes', got {detector!r}")
+    try:
+        report = eval_geneval(image_dir, out)
+    except (ValueError, FileNotFoundError) as exc:
+        raise CommandError(str(exc)) from None
+    print(format_report(report))
+    print(f"wrote {out}")
+    return 0
+
+
+def gqa_score(*, questions: str, predictions: str, out: str | None = None) -> int:
+    """Score GQA predictions: accuracy overall, binary/open and per structural/semantic type.
+
+    Predictions are the official evaluator's list of {"questionId", "prediction"}, or LLaVA's
+    answer lines ({"question_id", "text"}); answers are normalised as LLaVA's GQA conversion does
+    (trailing period removed, lower case).
+
+    Args:
+        questions: GQA questions JSON ({qid: {imageId, question, answer, types}}).
+        predictions: predictions JSON, or LLaVA answers JSON lines.
+        out: a JSON file for the scores.
+    """
+    from vqrae.eval.gqa import eval_gqa, format_report
+
+    try:
+        report = eval_gqa(questions, predictions, out)
+    except (ValueError, FileNotFoundError) as exc:
+        raise CommandError(str(exc)) from None
+    print(format_report(report))
+    return 0
+
+
+def dpg_score(*, images: str, csv: str, judge: str = "detector", out: str | None = None) -> int:
+    """Score DPG-Bench images (2x2 grids named <item_id>.png) with a yes/no judge.
+
+    Each question of an item is asked of every tile; a child question scores 0 where its parent
+    scored 0; an image scores the mean over its questions, averaged over the tiles; DPG is 100 x
+    the mean, with per-category scores.
+
+    Args:
+        images: folder of <item_id>.png grids.
+        csv: the DPG-Bench CSV (item_id, text, keywords, proposition_id, dependency, ...).
+        judge: "detector" (the shapes detector), "oracle" (a shapes data set's recorded truth),
+            or "mplug" (ModelScope's mPLUG, where installed).
+        out: a JSON file for the scores.
+    """
+    from vqrae.eval.dpg import eval_dpg, format_report, load_dpg_csv, make_judge
+
+    try:
+        items = load_dpg_csv(csv)
+        report = eval_dpg(images, csv, make_judge(judge, items, Path(csv).parent), out)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        raise CommandError(str(exc)) from None
+    print(format_report(report))
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this group's commands."""
     add_function_command(subparsers, "eval-recon", eval_recon)
     add_function_command(subparsers, "eval-semantics", eval_semantics)
     add_function_command(subparsers, "eval-mme", eval_mme)
+    geneval = command_group(subparsers, "geneval", "GenEval: score a folder of generated images")
+    add_function_command(geneval, "score", geneval_score)
+    gqa = command_group(subparsers, "gqa", "GQA: score predictions")
+    add_function_command(gqa, "score", gqa_score)
+    dpg = command_group(subparsers, "dpg", "DPG-Bench: score 2x2 grids with a yes/no judge")
+    add_function_command(dpg, "score", dpg_score)
