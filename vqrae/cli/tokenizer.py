@@ -116,8 +116,9 @@ def demo(
 ) -> int:
     """The main job on the embedded default: reconstruct the built-in sample images.
 
-    Draws the package's sample images into OUT/inputs (plus any IMAGES given), fetches the
-    model's weights if needed, and writes reconstructions into OUT/reconstructions.
+    Draws the package's sample images and a few held-out shapes-world scenes into OUT/inputs
+    (plus any IMAGES given), fetches the model's weights if needed, and writes reconstructions
+    into OUT/reconstructions.
 
     Args:
         model: a trained tokenizer: a checkpoint directory or a trained name.
@@ -125,11 +126,12 @@ def demo(
         images: extra image files or folders to include.
         device: "auto", "cpu", "cuda" or "cuda:N".
     """
-    from vqrae.data.samples import write_samples
+    from vqrae.data.samples import write_samples, write_shapes_samples
 
     out_dir = Path(out)
     inputs = out_dir / "inputs"
     write_samples(inputs)
+    write_shapes_samples(inputs)
     sources = [str(inputs), *(images or [])]
     return reconstruct(sources, model=model, out=str(out_dir / "reconstructions"), device=device)
 

@@ -109,3 +109,22 @@ def write_samples(out_dir: str | os.PathLike, size: int = 256) -> list[Path]:
 
     out = Path(out_dir)
     return [save_image(draw_sample(name, size), out / f"{name}.png") for name in SAMPLE_NAMES]
+
+
+def write_shapes_samples(
+    out_dir: str | os.PathLike, n: int = 4, size: int = 224, seed: int = 0
+) -> list[Path]:
+    """Write ``n`` held-out shapes-world scenes (test split) as PNG, each named after its
+    caption (``shapes_0_a-red-star-and-two-blue-circles.png``); returns the paths."""
+    import re
+
+    from vqrae.data.images import save_image
+    from vqrae.data.shapes import caption, render_scene, sample_scene, split_rng
+
+    out = Path(out_dir)
+    paths = []
+    for index in range(n):
+        scene = sample_scene(split_rng(seed, "test", "scene", index))
+        slug = re.sub(r"[^a-z0-9]+", "-", caption(scene, "geneval").lower().removeprefix("a photo of ")).strip("-")[:60]
+        paths.append(save_image(render_scene(scene, size), out / f"shapes_{index}_{slug}.png"))
+    return paths
