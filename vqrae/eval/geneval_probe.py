@@ -13,9 +13,9 @@ Run::
 Measured with that command (120 correct and 220 corrupted images per row; correct accepted /
 corrupted rejected):
 
-==========  ==============  ==============
+===========  ==============  ==============
 degradation  128 px          256 px
-==========  ==============  ==============
+===========  ==============  ==============
 clean       100.0 / 100.0   100.0 / 100.0
 blur1       100.0 / 100.0   100.0 / 100.0
 blur2        80.0 /  97.7   100.0 / 100.0
@@ -24,7 +24,7 @@ noise20      90.8 /  97.7    94.2 /  98.6
 jpeg50       94.2 /  98.2   100.0 / 100.0
 jpeg20       80.8 /  97.7   100.0 /  99.5
 down4        84.2 /  97.7   100.0 / 100.0
-==========  ==============  ==============
+===========  ==============  ==============
 
 Most misses under degradation are counting prompts: a soft object's confidence falls below
 GenEval's counting threshold (0.9), and a corrupted count then also goes unnoticed.
