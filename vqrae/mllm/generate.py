@@ -174,6 +174,13 @@ class TextStream:
             self.emit(text[self.printed :])
             self.printed = len(text)
 
+    def finish(self) -> None:
+        """Emit what is left (a trailing partial character included) at the end of an answer."""
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if len(text) > self.printed:
+            self.emit(text[self.printed :])
+            self.printed = len(text)
+
     def text(self) -> str:
         """The whole decoded text so far."""
         return self.tokenizer.decode(self.ids, skip_special_tokens=True)
