@@ -67,6 +67,7 @@ def _builtin_specs() -> list[AssetSpec]:
         _fid_spec(),
         *_trained_tokenizer_specs(),
         *_llm_specs(),
+        *_trained_generator_specs(),
     ]
 
 
@@ -319,6 +320,32 @@ def _llm_specs() -> list[AssetSpec]:
         for name, repo, what, license in hub_only
     ]
     return specs
+
+
+def _trained_generator_specs() -> list[AssetSpec]:
+    """Trained text-to-image generators the package ships (``checkpoints/``, package data):
+    Hugging Face causal-LM folders with the visual vocabulary and the VQRAE reference."""
+    return [
+        AssetSpec(
+            name="vqrae-generator-demo",
+            description=(
+                "the CPU-trained demo text-to-image generator on the shapes world (a small "
+                "causal LM expanded by the codes of vqrae-dinov2-s-demo); the default of "
+                "generate.py; trained with configs/generation/cpu-demo.yaml"
+            ),
+            license="Apache-2.0",
+            files=(
+                CONFIG_FILE,
+                WEIGHTS_FILE,
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "visual_vocab.json",
+                "generator.json",
+            ),
+            shipped="vqrae-generator-demo",
+            kind="causal-lm",
+        )
+    ]
 
 
 _register_builtin()

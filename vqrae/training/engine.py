@@ -8,6 +8,9 @@ and the next weights:
 * **backends**: ``"torch"`` (one process, or DDP under ``torchrun``), ``"deepspeed"`` (ZeRO
   stage 1, 2 or 3 from a DeepSpeed JSON file, launched by ``torchrun`` or ``deepspeed``), and
   ``"auto"``: DeepSpeed when a JSON file is given and the package imports, else plain PyTorch;
+* **ZeRO-3** gathers a submodule's parameters around that submodule's forward; a module whose
+  own forward reads another's parameter (a head sliced by the objective) lists it in an
+  ``external_parameters()`` method and the engine registers it with DeepSpeed;
 * **the optimiser** is always the recipe's torch ``AdamW`` (betas, eps, weight decay; no decay on
   biases and norms), handed to DeepSpeed as its client optimiser, so both backends run the same
   update rule; the learning rate is a function of the step (:mod:`vqrae.training.schedules`),
@@ -437,6 +440,11 @@ class TrainEngine:
             grad_clip=self.optim.grad_clip,
             bf16=self.precision == "bf16",
         )
+        if ds_config.get("zero_optimization", {}).get("stage") == 3:
+            # Parameters a module's own forward reads from other modules (a head sliced by
+            # the objective) are gathered for that forward only if registered.
+            for param in getattr(module, "external_parameters", list)():
+                deepspeed.zero.register_external_parameter(module, param)
         engine, ds_optimizer, _, _ = deepspeed.initialize(
             model=module, optimizer=optimizer, config=ds_config
         )
