@@ -67,9 +67,8 @@ class OptimConfig:
     """AdamW, linear warm-up, cosine decay (LLaVA's schedule).
 
     Attributes:
-        lr: peak learning rate of the LM's trained weights (LoRA or all), and of the projector
-            unless ``projector_lr`` is set.
-        projector_lr: the projector's own peak rate (LLaVA's LoRA recipe: 2e-5 against 2e-4).
+        lr: peak learning rate of everything trained (the projector, and the LoRA adapter or
+            the LM's weights).
         min_lr: the cosine schedule's end point.
         betas, eps, weight_decay: AdamW (no decay on biases and norms).
         warmup_ratio: warm-up length as a share of the run's steps (LLaVA: 0.03).
@@ -77,7 +76,6 @@ class OptimConfig:
     """
 
     lr: float = 2e-5
-    projector_lr: float | None = None
     min_lr: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
@@ -87,8 +85,8 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # type: ignore[assignment]
-        if self.lr <= 0 or (self.projector_lr is not None and self.projector_lr <= 0):
-            raise ValueError("optim.lr and optim.projector_lr must be > 0")
+        if self.lr <= 0:
+            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 
