@@ -12,6 +12,9 @@ owns what is particular to understanding:
   image features computed once into a cache (the encoder is frozen in both stages), and each
   step's global batch a function of the step (:class:`~vqrae.mllm.data.StepBatches`), so the
   batches are the same at any world size and after a resume;
+* the checkpoints: the engine's, without the frozen parameters (``save_frozen: false``): the
+  LM loaded by reference is rebuilt on resume, so a stage-1 checkpoint of SmolLM2 is the
+  projector and its optimiser state, not 540 MB;
 * the loss: the mean over the assistant's tokens of the whole global batch (the target count is
   summed over processes before the step), so how a batch is split over processes and
   micro-batches changes nothing (LLaVA's per-micro-batch mean does depend on it).
@@ -230,6 +233,7 @@ class MLLMTrainer:
             precision=cfg.precision,
             global_batch=cfg.batch_size,
             micro_batch=cfg.micro_batch_size,
+            save_frozen=False,  # the frozen LM is rebuilt by reference: 540 MB per checkpoint
         )
         ctx = DistributedContext.from_environment(cfg.device)
         torch.manual_seed(cfg.seed)

@@ -148,6 +148,12 @@ class EngineConfig:
         precision: see :data:`EnginePrecision`.
         global_batch: samples per optimiser step, over all processes.
         micro_batch: samples per forward pass on one process.
+        save_frozen: whether checkpoints hold the parameters that do not train. ``False``
+            leaves them out (a resumed run must rebuild them as they were: pretrained weights
+            loaded by reference, e.g. the frozen LM under a trained projector, which would
+            otherwise be written whole at every checkpoint); the trained parameters, every
+            buffer and the optimiser state are always saved, and loading checks that exactly
+            the left-out parameters are missing.
     """
 
     backend: Backend = "auto"
@@ -155,6 +161,7 @@ class EngineConfig:
     precision: EnginePrecision = "auto"
     global_batch: int = 8
     micro_batch: int = 8
+    save_frozen: bool = True
 
     def __post_init__(self) -> None:
         if self.backend not in ("auto", "torch", "deepspeed"):
@@ -560,12 +567,17 @@ class TrainEngine:
                 shutil.rmtree(tmp)
             (tmp / "rng").mkdir(parents=True)
         self.ctx.barrier()
+        frozen = self._left_out()
         if self._ds_engine is not None:
             self._ds_engine.save_checkpoint(
-                str(tmp / "deepspeed"), tag=_DS_TAG, client_state={}, save_latest=False
+                str(tmp / "deepspeed"),
+                tag=_DS_TAG,
+                client_state={},
+                save_latest=False,
+                exclude_frozen_parameters=bool(frozen),
             )
         torch.save(_rng_state(), tmp / "rng" / f"rank_{self.ctx.rank:05d}.pt")
-        weights = self.full_state_dict()
+        weights = {k: v for k, v in self.full_state_dict().items() if k not in frozen}
         self.ctx.barrier()  # every process has written its part before the folder is renamed
         if self.ctx.is_main:
             unique, aliases = _dedupe(weights)
@@ -575,6 +587,7 @@ class TrainEngine:
                 "backend": self.backend,
                 "world_size": self.ctx.world_size,
                 "tied_weights": aliases,
+                "left_out": sorted(frozen),
                 "optimizer": self.optimizer.state_dict() if self._ds_engine is None else None,
                 **extra,
             }
@@ -611,7 +624,7 @@ class TrainEngine:
             loaded, _ = self._ds_engine.load_checkpoint(
                 str(path / "deepspeed"),
                 tag=_DS_TAG,
-                load_module_strict=True,
+                load_module_strict=not state.get("left_out"),
                 load_optimizer_states=True,
                 load_lr_scheduler_states=False,
             )
@@ -621,7 +634,13 @@ class TrainEngine:
             weights = load_file(str(path / _MODEL_FILE))
             for alias, key in state.get("tied_weights", {}).items():
                 weights[alias] = weights[key]
-            self.module.load_state_dict(weights, strict=True)
+            left_out = set(state.get("left_out", []))
+            missing, unexpected = self.module.load_state_dict(weights, strict=not left_out)
+            if set(missing) != left_out or unexpected:
+                raise ValueError(
+                    f"{path} does not fit the module: missing {sorted(set(missing) - left_out)[:5]}"
+                    f", unexpected {unexpected[:5]}, left out but present {sorted(left_out - set(missing))[:5]}"
+                )
             self.optimizer.load_state_dict(state["optimizer"])
         rng = path / "rng" / f"rank_{self.ctx.rank:05d}.pt"
         if rng.is_file():
@@ -632,6 +651,17 @@ class TrainEngine:
         return state
 
     # ------------------------------------------------------------------ helpers
+    def _left_out(self) -> set[str]:
+        """State keys a checkpoint leaves out: the frozen parameters, unless ``save_frozen``
+        (tied names included: a tied tensor is frozen under each of its names)."""
+        if self.config.save_frozen:
+            return set()
+        return {
+            n
+            for n, p in self.module.named_parameters(remove_duplicate=False)
+            if not p.requires_grad
+        }
+
     def all_mean(self, values: dict[str, float]) -> dict[str, float]:
         """Average scalar metrics over processes (collective)."""
         return self.ctx.mean(values)
