@@ -25,7 +25,7 @@ import json
 import os
 import random
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -269,6 +269,12 @@ class CodeDataset(Dataset):
 
     def __len__(self) -> int:
         return self._offsets[-1]
+
+    def captions(self) -> Iterator[str]:
+        """Every caption of every row (a trimmed vocabulary is built from them)."""
+        for table in self._tables:
+            for prompts in table["prompts"]:
+                yield from prompts
 
     def row(self, index: int) -> dict[str, Any]:
         """The raw row at ``index`` (``prompts``, ``codes``)."""

@@ -62,6 +62,10 @@ class ModelConfig:
             token ids come from ``text_tokenizer``.
         text_tokenizer: the tokenizer of an ``architecture`` model (catalogue name, Hub id or
             folder).
+        trim_vocabulary: an ``architecture`` model's text vocabulary is ``text_tokenizer``
+            trimmed to the tokens of the training captions and their byte pieces
+            (:mod:`vqrae.generation.vocab_trim`): a small model is not mostly embedding rows.
+        num_codes: the codebook size the recipe expects of the data's tokenizer (checked).
         init: how the new embedding rows start: ``"mean"`` or ``"codebook"``
             (:func:`vqrae.llm.expand_vocabulary`).
         head: ``"full"`` (softmax over the whole vocabulary) or ``"visual"`` (over the codes).
@@ -73,6 +77,8 @@ class ModelConfig:
     base: str | None = None
     architecture: dict[str, Any] = field(default_factory=dict)
     text_tokenizer: str | None = None
+    trim_vocabulary: bool = False
+    num_codes: int | None = None
     init: Literal["mean", "codebook"] = "mean"
     head: Literal["full", "visual"] = "full"
     attn: Literal["auto", "sdpa", "eager", "flash_attention_2"] = "auto"
@@ -84,6 +90,8 @@ class ModelConfig:
             raise ValueError("model: give exactly one of model.base and model.architecture")
         if self.architecture and not self.text_tokenizer:
             raise ValueError("model.architecture needs model.text_tokenizer")
+        if self.trim_vocabulary and not self.architecture:
+            raise ValueError("model.trim_vocabulary applies to model.architecture (from scratch)")
         if self.architecture and "model_type" not in self.architecture:
             raise ValueError("model.architecture needs a model_type (e.g. qwen3)")
         if self.head not in ("full", "visual"):

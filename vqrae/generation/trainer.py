@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from vqrae.generation.grids import captioned_grid
 from vqrae.generation.model import GeneratorConfig, ImageGenerator
 from vqrae.generation.objective import VisualTokenObjective
 from vqrae.generation.train_config import GeneratorTrainConfig
+from vqrae.generation.vocab_trim import trim_tokenizer
 from vqrae.llm.loading import causal_lm_from_config, load_causal_lm, load_tokenizer
 from vqrae.llm.vocab import VisualVocab, expand_vocabulary
 from vqrae.training.checkpoints import find_latest
@@ -48,10 +50,14 @@ log = logging.getLogger(__name__)
 
 
 def build_language_model(
-    config: GeneratorTrainConfig, num_codes: int, codebook: torch.Tensor | None
+    config: GeneratorTrainConfig,
+    num_codes: int,
+    codebook: torch.Tensor | None,
+    captions: Iterable[str] = (),
 ) -> tuple[Any, Any, VisualVocab]:
     """The recipe's LM and tokenizer (CPU, float32), expanded by ``num_codes`` codes, with
-    LoRA adapters when asked: ``(lm, tokenizer, vocab)``."""
+    LoRA adapters when asked: ``(lm, tokenizer, vocab)``. ``captions`` are the training
+    captions (for ``model.trim_vocabulary``)."""
     m = config.model
     if m.base:
         lm, tokenizer = load_causal_lm(m.base, device="cpu", precision="32", attn=m.attn)
@@ -59,6 +65,8 @@ def build_language_model(
         from transformers import AutoConfig
 
         tokenizer = load_tokenizer(m.text_tokenizer)
+        if m.trim_vocabulary:
+            tokenizer = trim_tokenizer(tokenizer, captions).tokenizer
         fields = dict(m.architecture)
         specials = {
             key: value
@@ -127,6 +135,13 @@ class GeneratorTrainer:
         self.progress = progress
         manifest = read_manifest(config.data.train[0])
         self.manifest = manifest
+        expected = config.model.num_codes
+        if expected is not None and expected != manifest.num_codes:
+            raise ValueError(
+                f"model.num_codes is {expected} but {config.data.train[0]} holds codes of a "
+                f"{manifest.num_codes}-code tokenizer ({manifest.tokenizer})"
+            )
+        self.dataset = CodeDataset(config.data.train, config.data.caption_dropout)
         codebook = None
         if config.model.init == "codebook":
             from vqrae.tokenizer.model import VQRAE
@@ -134,7 +149,9 @@ class GeneratorTrainer:
             tokenizer = VQRAE.from_pretrained(manifest.tokenizer)
             codebook = tokenizer.quantizer.projected_codebook()[0].detach()
         torch.manual_seed(config.seed)
-        lm, self.tokenizer, self.vocab = build_language_model(config, manifest.num_codes, codebook)
+        lm, self.tokenizer, self.vocab = build_language_model(
+            config, manifest.num_codes, codebook, self.dataset.captions()
+        )
         self.generator_config = GeneratorConfig(
             tokenizer=manifest.tokenizer,
             grid=manifest.grid,
@@ -144,7 +161,6 @@ class GeneratorTrainer:
         objective = VisualTokenObjective(lm, self.vocab, config.model.head)
         self.engine = TrainEngine(objective, config.engine, config.optim, config.steps)
         self.ctx = self.engine.ctx
-        self.dataset = CodeDataset(config.data.train, config.data.caption_dropout)
         self.collate = TrainingCollator(
             self.tokenizer, self.vocab, self.generator_config.max_prompt_tokens
         )
