@@ -145,3 +145,19 @@ def test_dpg_generate_writes_two_by_two_grids_named_by_id(model_dir, tmp_path, c
     with Image.open(out / "0.png") as grid:
         assert grid.size == (112, 112)
     assert "cut to the generator's length" in capsys.readouterr().out  # DPG prompts are long
+
+
+def test_shapes_records_are_drawn_then_scored_by_geneval_score(model_dir, tmp_path, capsys) -> None:
+    from vqrae.generation.prepare import write_eval_metadata
+
+    metadata = write_eval_metadata(tmp_path / "eval", per_tag=1)["heldout_metadata"]
+    out = tmp_path / "images"
+    argv = ["geneval", "generate", "--metadata", str(metadata), "--out", str(out)]
+    assert main([*argv, "--n-samples", "1", "--model", str(model_dir)]) == 0
+    assert main(["geneval", "score", str(out), "--out", str(tmp_path / "results.jsonl")]) == 0
+    printed = capsys.readouterr().out
+    assert "Overall" in printed
+    results = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert len(results) == 6 and {r["tag"] for r in results} == {
+        "single_object", "two_object", "counting", "colors", "position", "color_attr",
+    }  # fmt: skip

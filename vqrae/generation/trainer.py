@@ -133,6 +133,7 @@ class GeneratorTrainer:
         self.cfg = config
         self.out = Path(out_dir)
         self.progress = progress
+        self._decoder: Any | None = None
         manifest = read_manifest(config.data.train[0])
         self.manifest = manifest
         expected = config.model.num_codes
@@ -238,6 +239,9 @@ class GeneratorTrainer:
                 generator = ImageGenerator(
                     lm, self.tokenizer, self.vocab, self.generator_config, source="training"
                 )
+                if self._decoder is not None:  # the VQRAE tokenizer, loaded once per run
+                    generator.use_tokenizer(self._decoder)
+                self._decoder = generator.vqrae()
                 sampling = SamplingConfig(cfg=s.cfg, temperature=s.temperature, top_k=s.top_k)
                 groups = generate_for_prompts(
                     generator, s.prompts, n=s.per_prompt, seed=s.seed, sampling=sampling
