@@ -78,7 +78,7 @@ def test_answer_writes_the_model_vqa_file_and_resumes(model_dir, tmp_path, capsy
     assert main(args) == 0
     answers = [json.loads(line) for line in out.read_text().splitlines()]
     assert [a["question_id"] for a in answers] == [0, 1, 2]
-    assert {a["model_id"] for a in answers} == {"model"}
+    assert {a["model_id"] for a in answers} == {model_dir.parent.name}
     assert main(args) == 0
     assert "3 answered before, skipped" in capsys.readouterr().out
     assert len(out.read_text().splitlines()) == 3

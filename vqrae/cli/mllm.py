@@ -39,6 +39,14 @@ def _load(model: str | None, device: str, tokenizer: str | None = None) -> MLLM:
         raise CommandError(str(exc)) from None
 
 
+def _model_id(model: str | None, given: str | None = None) -> str:
+    """The answers' model_id: given, or the model folder's name (its run's, for OUT/model)."""
+    if given:
+        return given
+    path = Path(str(model))
+    return path.parent.name if path.name == "model" and path.parent.name else path.name
+
+
 def _settings(max_new_tokens: int, temperature: float, seed: int = 0) -> GenerationSettings:
     from vqrae.mllm.generate import GenerationSettings
 
@@ -163,7 +171,8 @@ def answer(
         out: the answer file (.jsonl), appended.
         model: an understanding model folder.
         tokenizer: read features from this VQRAE instead of the model's own (plug and play).
-        model_id: the answers' model_id (default: the model folder's name).
+        model_id: the answers' model_id (default: the model folder's name; the run folder's for
+            a trainer's OUT/model).
         batch_size: questions per generation pass.
         max_new_tokens: the longest answer, in tokens.
         temperature: 0 answers greedily; above 0 samples.
@@ -185,7 +194,7 @@ def answer(
         records,
         image_folder,
         out,
-        model_id=model_id or Path(str(model)).name,
+        model_id=_model_id(model, model_id),
         batch_size=batch_size,
         settings=_settings(max_new_tokens, temperature),
         on_failure=_report_failure,
@@ -238,7 +247,7 @@ def mme_run(
         net,
         mme,
         out,
-        model_id=Path(str(model)).name,
+        model_id=_model_id(model),
         instruction=instruction,  # type: ignore[arg-type]
         batch_size=batch_size,
         on_failure=_report_failure,
@@ -292,7 +301,7 @@ def gqa_run(
             questions,
             image_folder,
             out,
-            model_id=Path(str(model)).name,
+            model_id=_model_id(model),
             batch_size=batch_size,
             on_failure=_report_failure,
             on_batch=bar.update if bar is not None else None,

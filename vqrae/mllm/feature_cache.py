@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -121,6 +122,7 @@ class FeatureCache:
         self, index: int, batch_size: int, on_progress: Callable[[int], None] | None
     ) -> None:
         device = next(self.vision.tokenizer.parameters()).device
+        started = time.perf_counter()
         kept: list[str] = []
         failed: dict[str, str] = {}
         features: list[torch.Tensor] = []
@@ -152,6 +154,15 @@ class FeatureCache:
         meta = {"images": json.dumps(kept), "failed": json.dumps(failed)}
         path = self._shard_path(index)
         atomic_write(path, lambda tmp: save_file({"features": stacked}, str(tmp), metadata=meta))
+        seconds = time.perf_counter() - started
+        log.info(
+            "feature cache: shard %d of %d, %d image(s) in %.0f s (%.2f s/image)",
+            index + 1,
+            self.num_shards,
+            len(images),
+            seconds,
+            seconds / max(len(images), 1),
+        )
 
     # ------------------------------------------------------------------ read
     def load(self) -> None:

@@ -101,17 +101,24 @@ class TrainResult:
     model_dir: Path
     last_loss: float | None
     seconds_per_step: float | None
+    cpu_seconds_per_step: float | None = None
     is_main: bool = True
 
     def summary(self, stage: int) -> str:
         """One line for the terminal."""
         loss = "n/a" if self.last_loss is None else f"{self.last_loss:.4f}"
-        speed = (
-            "" if self.seconds_per_step is None else f", median {self.seconds_per_step:.2f} s/step"
-        )
+        speed = ""
+        if self.seconds_per_step is not None:
+            speed = f", median {self.seconds_per_step:.2f} s/step"
+        if self.cpu_seconds_per_step is not None:
+            speed += f" ({self.cpu_seconds_per_step:.2f} CPU-s/step)"
         return (
             f"stage {stage} ended at step {self.step} (loss {loss}{speed}); model: {self.model_dir}"
         )
+
+
+def _median(values: list[float]) -> float | None:
+    return sorted(values)[len(values) // 2] if values else None
 
 
 def _set_trainable(model: MLLM, cfg: MLLMTrainConfig) -> None:
@@ -280,22 +287,24 @@ class MLLMTrainer:
         bar = progress_bar(total, start, f"mllm stage {cfg.stage}", self.progress and ctx.is_main)
         writer = open_tensorboard(self.out / "tb", ctx.is_main)
         micro = iter(loader)
-        last_loss, times = None, []
+        last_loss, times, cpu_times = None, [], []
         for step in range(start, total):
-            began = time.perf_counter()
+            began, began_cpu = time.perf_counter(), time.process_time()
             parts = [next(micro).to(ctx.device) for _ in range(engine.accumulation)]
             for part in parts:
                 if part.features is None and part.images is not None:
-                    part.features = model.vision(part.images)
+                    with engine.autocast():
+                        part.features = model.vision(part.images).float()
             targets = ctx.sum_int(sum(p.num_targets for p in parts))
             scale = engine.accumulation * ctx.world_size / max(targets, 1)
             result = engine.train_step([_Step(p, scale) for p in parts])
             times.append(time.perf_counter() - began)
+            cpu_times.append(time.process_time() - began_cpu)
             if (step + 1) % cfg.log_every == 0 or step + 1 == total:
                 means = engine.all_mean({k: float(v) for k, v in result.metrics.items()})
                 last_loss = means["loss_sum"] / max(means["targets"], 1e-9)
                 if ctx.is_main:
-                    self._log(writer, bar, step + 1, last_loss, result, times)
+                    self._log(writer, bar, step + 1, last_loss, result, times, cpu_times)
             if bar is not None:
                 bar.update(1)
             at_end = step + 1 == total
@@ -310,22 +319,43 @@ class MLLMTrainer:
             if ctx.is_main:
                 model.save_pretrained(model_dir)
         ctx.barrier()
-        per_step = sorted(times)[len(times) // 2] if times else None
-        return TrainResult(engine.step, model_dir, last_loss, per_step, ctx.is_main)
+        return TrainResult(
+            engine.step, model_dir, last_loss, _median(times), _median(cpu_times), ctx.is_main
+        )
 
-    def _log(self, writer: Any, bar: Any, step: int, loss: float, result: Any, times: list[float]):
-        recent = times[-10:]
-        seconds = sum(recent) / len(recent)
+    def _log(
+        self,
+        writer: Any,
+        bar: Any,
+        step: int,
+        loss: float,
+        result: Any,
+        times: list[float],
+        cpu_times: list[float],
+    ) -> None:
+        """Scalars to TensorBoard and the bar (or the log): wall and CPU seconds per step over
+        the last ten steps (CPU time, summed over threads, does not depend on what else the
+        machine runs; a shared machine's wall time does)."""
+        seconds = sum(times[-10:]) / len(times[-10:])
+        cpu = sum(cpu_times[-10:]) / len(cpu_times[-10:])
         if writer is not None:
             writer.add_scalar("train/loss", loss, step)
             writer.add_scalar("train/lr", result.lr, step)
             writer.add_scalar("train/seconds_per_step", seconds, step)
+            writer.add_scalar("train/cpu_seconds_per_step", cpu, step)
             if result.grad_norm is not None:
                 writer.add_scalar("train/grad_norm", result.grad_norm, step)
         if bar is not None:
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{result.lr:.2e}", s_step=f"{seconds:.2f}")
         else:
-            log.info("step %d: loss %.4f lr %.2e %.2f s/step", step, loss, result.lr, seconds)
+            log.info(
+                "step %d: loss %.4f lr %.2e %.2f s/step (%.2f CPU-s)",
+                step,
+                loss,
+                result.lr,
+                seconds,
+                cpu,
+            )
 
     def _record(
         self, model: MLLM, ctx: DistributedContext, engine: TrainEngine, total: int
