@@ -18,7 +18,7 @@ bytes of weights one decode step must read (the body, plus the head rows it mult
 rows for transformers, the K code rows for vqrae) over the machine's memory bandwidth, measured
 here as a read of a 512 MiB tensor.
 
-    .venv/bin/python benchmarks/generation_sampler.py                      # both shapes
+    .venv/bin/python benchmarks/generation_sampler.py --threads 1          # every shape
     .venv/bin/python benchmarks/generation_sampler.py --shape smollm2 --tokens 64 --repeats 3
 """
 
@@ -45,6 +45,20 @@ SHAPES: dict[str, tuple[dict, int]] = {
         {"model_type": "qwen3", "hidden_size": 256, "intermediate_size": 768,
          "num_hidden_layers": 8, "num_attention_heads": 4, "num_key_value_heads": 2,
          "head_dim": 64, "tie_word_embeddings": True},
+        151669,
+    ),
+    # the same model over the vocabulary trimmed to the shapes world's captions (the demo's)
+    "demo-trimmed": (
+        {"model_type": "qwen3", "hidden_size": 256, "intermediate_size": 768,
+         "num_hidden_layers": 8, "num_attention_heads": 4, "num_key_value_heads": 2,
+         "head_dim": 64, "tie_word_embeddings": True},
+        434,
+    ),
+    # the paper's generator, Qwen3-0.6B (run it alone: --shape qwen3-0.6b --tokens 32)
+    "qwen3-0.6b": (
+        {"model_type": "qwen3", "hidden_size": 1024, "intermediate_size": 3072,
+         "num_hidden_layers": 28, "num_attention_heads": 16, "num_key_value_heads": 8,
+         "head_dim": 128, "tie_word_embeddings": True},
         151669,
     ),
     # SmolLM2-135M's shape (DESIGN.md's measured machine facts)
@@ -180,6 +194,12 @@ def main() -> None:
     parser.add_argument("--shape", choices=[*SHAPES, "all"], default="all")
     parser.add_argument("--batch", type=int, default=2, help="images per call")
     parser.add_argument("--tokens", type=int, default=144, help="codes per image (12x12)")
+    parser.add_argument(
+        "--smollm2-tokens",
+        type=int,
+        default=64,
+        help="codes per image for the 135M shape (the cache-less loop is slow)",
+    )
     parser.add_argument("--prompt", type=int, default=12, help="prompt tokens")
     parser.add_argument("--codes", type=int, default=2048, help="codebook size K")
     parser.add_argument("--cfg", type=float, default=4.0)
@@ -188,8 +208,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    for shape in SHAPES if args.shape == "all" else [args.shape]:
-        run(shape, args.batch, args.tokens, args.prompt, args.cfg, args.repeats, args.codes)
+    default = [s for s in SHAPES if s != "qwen3-0.6b"]
+    for shape in default if args.shape == "all" else [args.shape]:
+        tokens = args.smollm2_tokens if shape == "smollm2" and args.shape == "all" else args.tokens
+        run(shape, args.batch, tokens, args.prompt, args.cfg, args.repeats, args.codes)
 
 
 if __name__ == "__main__":

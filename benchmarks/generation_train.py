@@ -8,7 +8,7 @@ alternate step by step; reported are the median seconds per step, tokens per sec
 tokens: prompts and images) and the ratio visual / full, for shapes whose vocabulary is large
 (Qwen3's 151,669 text tokens) or trimmed (configs/generation/cpu-demo.yaml's, ~450).
 
-    .venv/bin/python benchmarks/generation_train.py
+    .venv/bin/python benchmarks/generation_train.py --threads 1
     .venv/bin/python benchmarks/generation_train.py --shape demo-trimmed --batch 16 --repeats 5
 """
 
@@ -84,7 +84,10 @@ def main() -> None:
     parser.add_argument("--prompt", type=int, default=16)
     parser.add_argument("--codes", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     shapes = list(SHAPES) if args.shape == "all" else [args.shape]
     print("| model | vocabulary rows | head | s/step | tokens/s | visual / full |")
     print("|---|---|---|---|---|---|")

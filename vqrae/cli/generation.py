@@ -156,12 +156,12 @@ def train_generator(
     resume: bool = False,
     set: list[str] | None = None,
     progress: bool = True,
-    local_rank: int | None = None,
 ) -> int:
     """Train a text-to-image generator (next-token prediction on the visual tokens).
 
-    One entry point for one process or many: launch with torchrun or deepspeed for several
-    (the recipe's global batch stays the same). Writes OUT/checkpoints/, OUT/samples/,
+    One entry point for one process or many: launch with torchrun, or with `deepspeed
+    --no_local_rank --module vqrae.cli train-generator ...` (the recipe's global batch stays
+    the same). Writes OUT/checkpoints/, OUT/samples/,
     OUT/tb/, OUT/config.yaml, OUT/run.json and the trained generator OUT/model.
 
     Args:
@@ -170,7 +170,6 @@ def train_generator(
         resume: continue from the latest checkpoint in OUT (exactly where it stopped).
         set: recipe overrides key.sub=value (e.g. --set steps=100 engine.micro_batch=4).
         progress: show a progress bar (loss, tokens/s, ETA).
-        local_rank: set by the deepspeed launcher (the process reads LOCAL_RANK).
     """
     from vqrae.generation.train_config import load_generator_config
     from vqrae.generation.trainer import GeneratorTrainer
@@ -377,8 +376,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ``dpg generate``."""
     group = command_group(subparsers, "generation", "text-to-image data")
     add_function_command(group, "prepare", generation_prepare)
-    train = add_function_command(subparsers, "train-generator", train_generator)
-    train.add_argument("--local_rank", dest="local_rank", type=int, help=argparse.SUPPRESS)
+    add_function_command(subparsers, "train-generator", train_generator)
     add_function_command(subparsers, "generate", generate)
     geneval = command_group(subparsers, "geneval", "GenEval: draw and score its images")
     add_function_command(geneval, "generate", geneval_generate)

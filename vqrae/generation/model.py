@@ -255,6 +255,9 @@ class ImageGenerator:
         out = save_expanded_lm(directory, self.lm, self.text_tokenizer, self.vocab)
         text = json.dumps(self.config.to_dict(), indent=2) + "\n"
         atomic_write(out / GENERATOR_FILE, lambda tmp: tmp.write_text(text))
+        for path in out.iterdir():  # transformers writes its weights 0600; a folder to share
+            if path.is_file():  # (and ship as package data) is readable by all
+                path.chmod(0o644)
         return out
 
     @classmethod

@@ -167,6 +167,8 @@ class GeneratorTrainConfig:
         checkpoint_every: steps between checkpoints (the last one is always written).
         keep_checkpoints: checkpoints kept.
         samples: sample grids during training.
+        export_dtype: the dtype of the exported ``model/`` weights (``float16`` halves a
+            shipped folder; loading casts back to the runtime policy's dtype).
     """
 
     model: ModelConfig
@@ -180,8 +182,13 @@ class GeneratorTrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     samples: SamplesConfig = field(default_factory=SamplesConfig)
+    export_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
 
     def __post_init__(self) -> None:
+        if self.export_dtype not in ("float32", "float16", "bfloat16"):
+            raise ValueError(
+                f"export_dtype must be float32, float16 or bfloat16, got {self.export_dtype!r}"
+            )
         if self.steps < 1 or self.max_length < 4:
             raise ValueError("steps must be >= 1 and max_length >= 4")
         if self.log_every < 1 or self.checkpoint_every < 0 or self.keep_checkpoints < 1:

@@ -268,6 +268,7 @@ class GeneratorTrainer:
                 if self.cfg.model.lora.enabled:
                     lm = lm.merge_and_unload()
                 lm.config.use_cache = True
+                lm = lm.to(getattr(torch, self.cfg.export_dtype))  # the run ends here
                 generator = ImageGenerator(
                     lm.eval(), self.tokenizer, self.vocab, self.generator_config
                 )
