@@ -252,14 +252,16 @@ def test_trimmed_vocabulary_keeps_the_model_small(tmp_path, shapes_codes) -> Non
     except Exception as exc:  # noqa: BLE001 - the asset's sources are unreachable here
         pytest.skip(f"qwen3-tokenizer unavailable: {exc}")
     recipe = _recipe(tmp_path, shapes_codes, Path("unused"), steps=1, samples={"every": 0},
-                     model={"text_tokenizer": "qwen3-tokenizer", "trim_vocabulary": True})  # fmt: skip
+                     model={"text_tokenizer": "qwen3-tokenizer", "trim_vocabulary": True},
+                     export_dtype="float16")  # fmt: skip
     trainer = GeneratorTrainer(load_generator_config(recipe), tmp_path / "run", progress=False)
     vocab = trainer.vocab
     assert vocab.text_vocab_size < 1000  # of Qwen3's 151,669
     path = trainer.fit()
     generator = ImageGenerator.from_pretrained(path, device="cpu")
-    rows = load_file(str(path / "model.safetensors"))["model.embed_tokens.weight"].shape[0]
-    assert rows < 1000 + 64 + 64
+    table = load_file(str(path / "model.safetensors"))["model.embed_tokens.weight"]
+    assert table.shape[0] < 1000 + 64 + 64 and table.dtype == torch.float16  # the shipped form
+    assert generator.lm.dtype == torch.float32  # loaded under the CPU policy
     unseen = "a simple drawing of a hexagon, shown on a soft gradient"  # held-out words
     ids = generator.text_tokenizer(unseen)["input_ids"]
     assert generator.text_tokenizer.decode(ids) == unseen
