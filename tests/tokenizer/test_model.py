@@ -193,6 +193,37 @@ def test_compact_save_references_an_unchanged_pretrained_encoder(tmp_path) -> No
         assert torch.equal(loaded.state_dict()[key], value), key
 
 
+def test_half_precision_compact_save_stores_trained_encoder_matrices_as_int8_deltas(
+    tmp_path,
+) -> None:
+    model = vqrae.create_model("vqrae-dinov2-s-demo", decoder_depth=1).eval()
+    last = model.encoder.blocks[-1]
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # a fine-tuned block: small changes, one row changed much more
+        last.mlp.fc1.weight.add_(1e-3 * torch.randn(last.mlp.fc1.weight.shape, generator=generator))
+        last.mlp.fc1.weight[0].add_(0.1)
+        last.mlp.fc1.bias.add_(1e-3)
+    model.save_pretrained(tmp_path / "h", compact=True, dtype=torch.float16)
+    saved = load_file(str(tmp_path / "h" / "model.safetensors"))
+    n = len(model.encoder.blocks) - 1
+    assert sorted(k for k in saved if k.startswith("encoder")) == [
+        f"encoder.blocks.{n}.mlp.fc1.bias",  # vectors stay in float16
+        f"encoder_delta.blocks.{n}.mlp.fc1.weight.q",
+        f"encoder_delta.blocks.{n}.mlp.fc1.weight.scale",
+    ]
+    assert saved[f"encoder_delta.blocks.{n}.mlp.fc1.weight.q"].dtype == torch.int8
+    loaded = VQRAE.from_pretrained(tmp_path / "h")
+    reference = vqrae.create_model("vqrae-dinov2-s-demo", decoder_depth=1).encoder.blocks[-1]
+    trained, restored = last.mlp.fc1.weight, loaded.encoder.blocks[-1].mlp.fc1.weight
+    step = (trained - reference.mlp.fc1.weight).abs().amax(dim=1) / 127  # one step per row
+    error = (restored - trained).abs()
+    assert (error <= step[:, None] / 2 + 1e-7).all()
+    assert error[1:].max() < 4e-5 < error[0].max()  # the outlier row has its own, coarser scale
+    assert torch.equal(
+        loaded.encoder.blocks[0].mlp.fc1.weight, model.encoder.blocks[0].mlp.fc1.weight
+    )
+
+
 def test_finer_code_grid_with_merged_decoder_tokens(images: torch.Tensor) -> None:
     torch.manual_seed(0)
     model = vqrae.create_model("vqrae-test-tiny", encoder_scale=2, decoder_merge=2).eval()

@@ -35,6 +35,7 @@ __all__ = ["TokenizerOutput", "VQRAE", "VQRAEConfig"]
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 MODEL_TYPE = "vqrae"
+DELTA_PREFIX = "encoder_delta."  # int8 differences of trained encoder tensors (compact)
 
 
 @dataclass
@@ -379,22 +380,37 @@ class VQRAE(nn.Module):
                 their pretrained weights (reloaded through :mod:`vqrae.assets`; compared here, so
                 an encoder whose last blocks were trained stores only those blocks) and the
                 frozen codebook when it is the random one regenerated from ``codebook_seed`` (a
-                checksum in ``config.json`` is verified on load).
+                checksum in ``config.json`` is verified on load). With a 16-bit ``dtype``, a
+                trained encoder matrix is stored as its int8 difference from the pretrained one
+                (one scale per row) wherever that rounds no worse than ``dtype`` would: half the
+                bytes at the same precision.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         omitted: dict[str, Any] = {}
         skip: set[str] = set()
+        state: dict[str, torch.Tensor] = {}
         if compact:
-            unchanged = self._pretrained_encoder_keys()
+            reference = self._pretrained_encoder_state()
+            trained = {k: v.detach().cpu() for k, v in self.encoder.state_dict().items()}
+            unchanged = [
+                k for k in trained if k in reference and torch.equal(reference[k], trained[k])
+            ]
             if unchanged:
                 omitted["encoder"] = "pretrained"
                 skip |= {f"encoder.{k}" for k in unchanged}
+            if unchanged and dtype in (torch.float16, torch.bfloat16):
+                for key, tensor in trained.items():
+                    packed = None if key in unchanged else _int8_delta(tensor, reference.get(key))
+                    if packed is not None:
+                        state[f"{DELTA_PREFIX}{key}.q"], state[f"{DELTA_PREFIX}{key}.scale"] = (
+                            packed
+                        )
+                        skip.add(f"encoder.{key}")
             codebook = self.quantizer.codebook.detach().cpu()
             if torch.equal(codebook, _seeded_codebook(self.config)):
                 omitted["codebook_checksum"] = _checksum(codebook)
                 skip.add("quantizer.codebook")
-        state = {}
         for key, tensor in self.state_dict().items():
             if key in skip:
                 continue
@@ -410,16 +426,11 @@ class VQRAE(nn.Module):
         atomic_write(directory / CONFIG_NAME, lambda path: path.write_text(text))
         return directory
 
-    def _pretrained_encoder_keys(self) -> list[str]:
-        """Encoder state keys whose tensors equal the pretrained weights (none without them)."""
+    def _pretrained_encoder_state(self) -> dict[str, torch.Tensor]:
+        """The encoder's pretrained state (empty for an encoder without pretrained weights)."""
         if get_encoder_spec(self.config.encoder).asset is None:
-            return []
-        reference = load_pretrained_encoder(self.config).state_dict()
-        return [
-            key
-            for key, tensor in self.encoder.state_dict().items()
-            if key in reference and torch.equal(reference[key], tensor.detach().cpu())
-        ]
+            return {}
+        return load_pretrained_encoder(self.config).state_dict()
 
     @classmethod
     def from_directory(
@@ -441,9 +452,14 @@ class VQRAE(nn.Module):
         target = str(device) if device is not None else "cpu"
         state = load_file(str(weights_path), device=target)
         state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        deltas = {k: state.pop(k) for k in [k for k in state if k.startswith(DELTA_PREFIX)]}
         if omitted.get("encoder") == "pretrained":
             encoder = load_pretrained_encoder(config).state_dict()
             for key, value in encoder.items():  # saved (trained) encoder tensors take precedence
+                q = deltas.get(f"{DELTA_PREFIX}{key}.q")
+                if q is not None:
+                    scale = deltas[f"{DELTA_PREFIX}{key}.scale"]
+                    state[f"encoder.{key}"] = value.to(target) + q.float() * scale
                 state.setdefault(f"encoder.{key}", value.to(target))
         if "codebook_checksum" in omitted:
             codebook = _seeded_codebook(config)
@@ -508,6 +524,24 @@ def load_pretrained_encoder(config: VQRAEConfig) -> VFMEncoder:
         final_norm=config.encoder_final_norm,
         **pretrained_encoder_kwargs(config.encoder),
     )
+
+
+def _int8_delta(
+    trained: torch.Tensor, reference: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``trained - reference`` as int8 with one float32 scale per row (None for a vector, or
+    where the shapes differ): each element within half a step, max |row difference| / 254.
+
+    Returns:
+        (q, scale): q int8 of ``trained``'s shape (rows, ...), scale (rows, 1, ...).
+    """
+    if reference is None or trained.ndim < 2 or reference.shape != trained.shape:
+        return None
+    delta = trained.double() - reference.double()  # (rows, ...)
+    scale = delta.abs().amax(dim=tuple(range(1, delta.ndim)), keepdim=True) / 127
+    scale = scale.float().clamp_min(torch.finfo(torch.float32).tiny)
+    q = (delta / scale).round().clamp(-127, 127).to(torch.int8)
+    return q, scale
 
 
 def _seeded_codebook(config: VQRAEConfig) -> torch.Tensor:
