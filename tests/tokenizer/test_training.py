@@ -459,6 +459,30 @@ def test_init_from_can_add_weights_but_not_reshape_them(tmp_path, image_folder) 
         TokenizerTrainer(cfg, tmp_path / "reshaped", progress=False)
 
 
+def test_frozen_quantizer_trains_a_decoder_on_the_source_codes(tmp_path, image_folder) -> None:
+    from vqrae.tokenizer.trainer import TokenizerTrainer
+
+    torch.manual_seed(0)
+    source = vqrae.create_model("vqrae-test-tiny").save_pretrained(tmp_path / "source")
+    recipe = _recipe(
+        tmp_path, image_folder, steps=3, grad_accum=1, init_from=str(source),
+        freeze_quantizer=True, optim={"warmup_steps": 0, "weight_decay": 0.1},
+    )  # fmt: skip
+    trainer = TokenizerTrainer(load_train_config(recipe, stage=1), tmp_path / "run", progress=False)
+    trainer.fit()
+    trained, loaded = trainer.model.eval(), vqrae.VQRAE.from_pretrained(source)
+    images = torch.rand(3, 3, 56, 56, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours, theirs = trained(images), loaded(images)
+    assert torch.equal(ours.indices, theirs.indices)  # the same tokens...
+    assert not torch.allclose(ours.recon, theirs.recon)  # ...through a decoder that learned
+    for name in ("quant_proj.weight", "quantizer.codebook_transform.weight", "quantizer.codebook"):
+        assert torch.equal(trained.state_dict()[name], loaded.state_dict()[name]), name
+    for bad in (["init_from=null"], ["code_restart_every=5"]):
+        with pytest.raises(ValueError, match="freeze_quantizer"):
+            load_train_config(recipe, stage=1, overrides=bad)
+
+
 def test_dead_codes_restart_onto_training_inputs(tmp_path, image_folder) -> None:
     from vqrae.tokenizer.trainer import TokenizerTrainer
 

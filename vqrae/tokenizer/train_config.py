@@ -116,6 +116,10 @@ class TrainConfig:
             wider (window usage ~30% against ~15%) but reconstructs worse (training L2 0.085
             at step 480 against 0.048 at step 390 with it trained), so the paper's trainable
             projection stays the default.
+        freeze_quantizer: train the decoder alone on the codes of ``init_from``: the d->e
+            projection, SimVQ's W and codebook stay fixed, so the tokens are unchanged (a
+            decoder variant for another resolution that shares the encoder and the tokens);
+            needs ``init_from``, no code restarts, stage 1.
         precompute_features: stage 1 only (the encoder is frozen): compute every training
             image's features once, on its centre crop, and train on those; training images are
             then not augmented. Cached in ``out/feature_cache.pt``.
@@ -152,6 +156,7 @@ class TrainConfig:
     calibration: Literal["data", "whiten"] = "data"
     quantizer_input_lr_scale: float = 1.0
     freeze_quantizer_input: bool = False
+    freeze_quantizer: bool = False
     precompute_features: bool = False
     trainable_encoder_blocks: int = 0
     code_restart_every: int = 0
@@ -184,6 +189,13 @@ class TrainConfig:
             raise ValueError("code_restart_every and code_restart_min_share must be >= 0")
         if self.precompute_features and self.stage != 1:
             raise ValueError("precompute_features needs a frozen encoder: stage 1 only")
+        if self.freeze_quantizer and (
+            not self.init_from or self.code_restart_every or self.stage != 1
+        ):
+            raise ValueError(
+                "freeze_quantizer trains a decoder on the codes of a trained model: it needs "
+                "init_from, stage 1 and code_restart_every 0"
+            )
         if not self.data.train:
             raise ValueError("data.train is required (an image folder or a dataset)")
 

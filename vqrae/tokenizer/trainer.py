@@ -279,7 +279,10 @@ class TokenizerTrainer:
         if self.cfg.stage == 2 and last:
             encoder.requires_grad_(False)
             encoder.trainable_tail(last).requires_grad_(True)
-        self.model.quant_proj.requires_grad_(not self.cfg.freeze_quantizer_input)
+        self.model.quant_proj.requires_grad_(
+            not (self.cfg.freeze_quantizer_input or self.cfg.freeze_quantizer)
+        )
+        self.model.quantizer.requires_grad_(not self.cfg.freeze_quantizer)
         # A frozen encoder still needs its buffers; no dropout or norm statistics change.
 
     def _wrap(self, model: VQRAE) -> nn.Module:
