@@ -25,8 +25,8 @@ import vqrae
 from vqrae.data.images import center_crop_resize, load_image, pil_to_tensor
 from vqrae.data.training import split_indices
 from vqrae.eval.metrics import psnr, ssim
-from vqrae.tokenizer.semantic_eval import restricted_imagenet_label
 from vqrae.eval.semantics import knn_accuracy
+from vqrae.tokenizer.semantic_eval import restricted_imagenet_label
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "imagenet-sample"
 

@@ -23,8 +23,9 @@ import time
 
 import torch
 
+from vqrae.llm.sampling import left_pad
 from vqrae.mllm.config import MLLMConfig
-from vqrae.mllm.generate import GenerationSettings, generate, left_pad
+from vqrae.mllm.generate import GenerationSettings, generate
 from vqrae.mllm.language import stop_token_ids
 from vqrae.mllm.model import MLLM
 from vqrae.mllm.prompts import prompt_ids

@@ -125,6 +125,8 @@ def write_shapes_samples(
     paths = []
     for index in range(n):
         scene = sample_scene(split_rng(seed, "test", "scene", index))
-        slug = re.sub(r"[^a-z0-9]+", "-", caption(scene, "geneval").lower().removeprefix("a photo of ")).strip("-")[:60]
+        slug = re.sub(
+            r"[^a-z0-9]+", "-", caption(scene, "geneval").lower().removeprefix("a photo of ")
+        ).strip("-")[:60]
         paths.append(save_image(render_scene(scene, size), out / f"shapes_{index}_{slug}.png"))
     return paths

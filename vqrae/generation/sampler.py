@@ -31,6 +31,7 @@ from torch import nn
 
 from vqrae.generation.model import decoder_of, head_weight
 from vqrae.generation.sequences import prompt_batch
+from vqrae.llm.sampling import filter_logits
 from vqrae.llm.vocab import VisualVocab
 
 __all__ = ["DEFAULT_CFG", "CacheKind", "SamplingConfig", "draw", "filter_logits", "sample_codes"]
@@ -76,21 +77,6 @@ class SamplingConfig:
     @property
     def needs_unconditional(self) -> bool:
         return self.cfg != 1
-
-
-def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float) -> torch.Tensor:
-    """Logits (B, K) with everything outside the top-k and the top-p nucleus at -inf."""
-    out = logits
-    if top_k and top_k < logits.shape[-1]:
-        kth = torch.topk(out, top_k, dim=-1).values[:, -1:]  # (B, 1)
-        out = out.masked_fill(out < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, order = torch.sort(out, dim=-1, descending=True)
-        probs = sorted_logits.softmax(-1)
-        before = probs.cumsum(-1) - probs  # mass of the codes ranked above each one
-        drop = before >= top_p  # the first code is always kept
-        out = out.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
-    return out
 
 
 def draw(

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from vqrae.llm.sampling import left_pad
 from vqrae.llm.vocab import VisualVocab
 
 if TYPE_CHECKING:
@@ -69,20 +70,6 @@ def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
         if value is not None:
             return int(value)
     return 0
-
-
-def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows of ids -> ``(ids (B, T), mask (B, T))``, left-padded to the longest row."""
-    if not rows:
-        raise ValueError("left_pad needs at least one row")
-    length = max(len(r) for r in rows)
-    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), length), dtype=torch.long)
-    for i, row in enumerate(rows):
-        if row:
-            ids[i, length - len(row) :] = torch.as_tensor(row, dtype=torch.long)
-            mask[i, length - len(row) :] = 1
-    return ids, mask
 
 
 def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@
 * :mod:`vqrae.llm.vocab`: the visual vocabulary (codes <-> token ids, special tokens,
   embedding initialisation), saved beside the model;
 * :mod:`vqrae.llm.chat`: chat-template prompts and assistant-only label masks;
+* :mod:`vqrae.llm.sampling`: left-padded prompt batches and the top-k / top-p filter;
 * :mod:`vqrae.llm.testing` (imported on its own): tiny random models, the real offline ones,
   Qwen3-0.6B on the meta device.
 """
@@ -30,6 +31,7 @@ from vqrae.llm.loading import (
     load_tokenizer,
     resolve_lm_path,
 )
+from vqrae.llm.sampling import filter_logits, left_pad
 from vqrae.llm.vocab import (
     BOI_TOKEN,
     EOI_TOKEN,
@@ -61,7 +63,9 @@ __all__ = [
     "codebook_rows",
     "encode_prompt",
     "expand_vocabulary",
+    "filter_logits",
     "list_language_models",
+    "left_pad",
     "lm_policy",
     "load_causal_lm",
     "load_expanded_lm",

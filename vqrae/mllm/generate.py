@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from vqrae.llm.sampling import filter_logits, left_pad
 from vqrae.mllm.language import stop_token_ids, visual_id_mask
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
     from vqrae.mllm.model import MLLM
 
-__all__ = ["GenerationSettings", "TextStream", "generate", "left_pad"]
+__all__ = ["GenerationSettings", "TextStream", "generate"]
 
 OnToken = Callable[[int, int], None]
 """Called as ``on_token(row, token_id)`` for every generated token that is not a stop token."""
@@ -58,31 +59,11 @@ class GenerationSettings:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
-def left_pad(
-    rows: Sequence[Sequence[int]], pad_id: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token rows -> left-padded ids (B, T) and attention mask (B, T)."""
-    if not rows or any(len(r) == 0 for r in rows):
-        raise ValueError("every prompt needs at least one token")
-    length = max(len(r) for r in rows)
-    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), length), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, length - len(row) :] = torch.tensor(list(row), dtype=torch.long)
-        mask[i, length - len(row) :] = 1
-    return ids.to(device), mask.to(device)
-
-
 def _pick(logits: torch.Tensor, settings: GenerationSettings, generator: torch.Generator | None):
     """Next ids (B,) from logits (B, V) float32."""
     if settings.temperature == 0:
         return logits.argmax(dim=-1)
-    probs = torch.softmax(logits / settings.temperature, dim=-1)
-    if settings.top_p < 1.0:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
-        keep = sorted_probs.cumsum(dim=-1) - sorted_probs < settings.top_p  # always the first
-        sorted_probs = sorted_probs * keep
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    probs = filter_logits(logits / settings.temperature, None, settings.top_p).softmax(dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
@@ -112,6 +93,8 @@ def generate(
     lm = model.lm
     stops = torch.tensor(stop_token_ids(model.tokenizer, model.config, lm), device=device)
     pad_id = int(model.tokenizer.pad_token_id)
+    if not prompts or any(len(r) == 0 for r in prompts):
+        raise ValueError("every prompt needs at least one token")
     ids, mask = left_pad(prompts, pad_id, device)
     position = (mask.cumsum(dim=1) - 1).clamp_min(0)  # (B, T)
     embeds = model.embed(ids, features.to(device) if features is not None else None)
