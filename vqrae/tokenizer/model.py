@@ -382,8 +382,7 @@ class VQRAE(nn.Module):
                 frozen codebook when it is the random one regenerated from ``codebook_seed`` (a
                 checksum in ``config.json`` is verified on load). With a 16-bit ``dtype``, a
                 trained encoder matrix is stored as its int8 difference from the pretrained one
-                (one scale per row) wherever that rounds no worse than ``dtype`` would: half the
-                bytes at the same precision.
+                (one scale per row; each element within half a step): half the bytes.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -392,21 +391,18 @@ class VQRAE(nn.Module):
         state: dict[str, torch.Tensor] = {}
         if compact:
             reference = self._pretrained_encoder_state()
-            trained = {k: v.detach().cpu() for k, v in self.encoder.state_dict().items()}
-            unchanged = [
-                k for k in trained if k in reference and torch.equal(reference[k], trained[k])
-            ]
-            if unchanged:
+            half = dtype in (torch.float16, torch.bfloat16)
+            for key, tensor in self.encoder.state_dict().items():
+                if key not in reference:
+                    continue
+                tensor = tensor.detach().cpu()
+                if torch.equal(reference[key], tensor):
+                    skip.add(f"encoder.{key}")
+                elif half and (packed := _int8_delta(tensor, reference[key])) is not None:
+                    state[f"{DELTA_PREFIX}{key}.q"], state[f"{DELTA_PREFIX}{key}.scale"] = packed
+                    skip.add(f"encoder.{key}")
+            if skip:
                 omitted["encoder"] = "pretrained"
-                skip |= {f"encoder.{k}" for k in unchanged}
-            if unchanged and dtype in (torch.float16, torch.bfloat16):
-                for key, tensor in trained.items():
-                    packed = None if key in unchanged else _int8_delta(tensor, reference.get(key))
-                    if packed is not None:
-                        state[f"{DELTA_PREFIX}{key}.q"], state[f"{DELTA_PREFIX}{key}.scale"] = (
-                            packed
-                        )
-                        skip.add(f"encoder.{key}")
             codebook = self.quantizer.codebook.detach().cpu()
             if torch.equal(codebook, _seeded_codebook(self.config)):
                 omitted["codebook_checksum"] = _checksum(codebook)
