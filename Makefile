@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 # The main job on the embedded default: fetch the offline weights, reconstruct the built-in
-# sample images (and the ImageNet sample when ../shared/data is present).
+# sample images, and draw the demo prompts with the shipped generator (vqrae demo --help).
 demo: setup
 	$(BIN)/vqrae assets fetch all-offline
 	$(BIN)/vqrae demo --out outputs/demo

@@ -161,3 +161,17 @@ def test_shapes_records_are_drawn_then_scored_by_geneval_score(model_dir, tmp_pa
     assert len(results) == 6 and {r["tag"] for r in results} == {
         "single_object", "two_object", "counting", "colors", "position", "color_attr",
     }  # fmt: skip
+
+
+def test_demo_reconstructs_then_draws_each_prompt_beside_its_text(
+    vqrae_dir, model_dir, tmp_path, capsys
+) -> None:
+    out = tmp_path / "demo"
+    argv = ["demo", "--model", str(vqrae_dir), "--out", str(out), "--generator", str(model_dir)]
+    assert main([*argv, "--prompt", "a star", "--prompt", "two circles", "--n", "1"]) == 0
+    assert any((out / "reconstructions").glob("*.png"))
+    assert (out / "generated" / "001.txt").read_text() == "two circles\n"
+    assert {p.name for p in (out / "generated").glob("*.png")} == {"000_0.png", "001_0.png"}
+    missing = ["--generator", str(tmp_path / "no-generator")]
+    assert main([*argv[:4], str(tmp_path / "again"), *missing]) == 0
+    assert "text to image skipped" in capsys.readouterr().out

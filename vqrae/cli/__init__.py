@@ -13,12 +13,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from vqrae.cli import assets, data, eval, generation, mllm, tokenizer
+from vqrae.cli import assets, data, demo, eval, generation, mllm, tokenizer
 from vqrae.cli.common import CommandError, print_error, set_command
 
 __all__ = ["build_parser", "main"]
 
-GROUPS = (tokenizer, eval, data, generation, mllm, assets)
+GROUPS = (tokenizer, demo, eval, data, generation, mllm, assets)
 _PARSER_KEYS = ("command", "subcommand", "verbose")
 
 

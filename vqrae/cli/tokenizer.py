@@ -1,4 +1,4 @@
-"""Tokenizer commands: reconstruct, tokenize, demo, train-tokenizer, export, models."""
+"""Tokenizer commands: reconstruct, tokenize, train-tokenizer, export, models."""
 
 from __future__ import annotations
 
@@ -108,34 +108,6 @@ def tokenize(
     return 1 if run.failed else 0
 
 
-def demo(
-    model: str = DEFAULT_TOKENIZER,
-    out: str = "outputs/demo",
-    images: list[str] | None = None,
-    device: str = "auto",
-) -> int:
-    """The main job on the embedded default: reconstruct the built-in sample images.
-
-    Draws the package's sample images and a few held-out shapes-world scenes into OUT/inputs
-    (plus any IMAGES given), fetches the model's weights if needed, and writes reconstructions
-    into OUT/reconstructions.
-
-    Args:
-        model: a trained tokenizer: a checkpoint directory or a trained name.
-        out: output folder.
-        images: extra image files or folders to include.
-        device: "auto", "cpu", "cuda" or "cuda:N".
-    """
-    from vqrae.data.samples import write_samples, write_shapes_samples
-
-    out_dir = Path(out)
-    inputs = out_dir / "inputs"
-    write_samples(inputs)
-    write_shapes_samples(inputs)
-    sources = [str(inputs), *(images or [])]
-    return reconstruct(sources, model=model, out=str(out_dir / "reconstructions"), device=device)
-
-
 def train_tokenizer(
     *,
     config: str,
@@ -226,7 +198,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this group's commands."""
     add_function_command(subparsers, "reconstruct", reconstruct)
     add_function_command(subparsers, "tokenize", tokenize)
-    add_function_command(subparsers, "demo", demo)
     add_function_command(subparsers, "train-tokenizer", train_tokenizer)
     add_function_command(subparsers, "export", export)
     add_function_command(subparsers, "models", models)
