@@ -54,7 +54,7 @@ _EPS = (6.0 / 29.0) ** 3
 def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """sRGB in 0-255 (any shape ``(..., 3)``, any numeric dtype) to CIELAB ``(..., 3)`` float."""
     c = np.asarray(rgb, dtype=np.float64) / 255.0
-    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    lin = np.where(c <= 0.04045, c / 12.92, ((np.maximum(c, 0.04045) + 0.055) / 1.055) ** 2.4)
     xyz = lin @ _RGB_TO_XYZ.T / _WHITE_D65  # (..., 3), white-normalised
     f = np.where(xyz > _EPS, np.cbrt(xyz), xyz / (3 * (6.0 / 29.0) ** 2) + 4.0 / 29.0)
     lab = np.empty_like(f)
