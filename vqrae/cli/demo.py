@@ -22,19 +22,6 @@ DEMO_PROMPTS = (
 )
 
 
-def _generator_available(model: str) -> bool:
-    """Whether ``model`` names a folder or a catalogue generator that resolves here."""
-    if Path(model).expanduser().is_dir():
-        return True
-    from vqrae import assets
-
-    try:
-        assets.resolve(model)
-    except (assets.AssetError, KeyError, ValueError):
-        return False
-    return True
-
-
 def demo(
     model: str = DEFAULT_TOKENIZER,
     out: str = "outputs/demo",
@@ -62,7 +49,9 @@ def demo(
         n: images per prompt.
         device: "auto", "cpu", "cuda" or "cuda:N".
     """
+    from vqrae import assets
     from vqrae.data.samples import write_samples, write_shapes_samples
+    from vqrae.generation.api import GeneratorUnavailableError, find_generator
 
     out_dir = Path(out)
     inputs = out_dir / "inputs"
@@ -70,8 +59,10 @@ def demo(
     write_shapes_samples(inputs)
     sources = [str(inputs), *(images or [])]
     status = reconstruct(sources, model=model, out=str(out_dir / "reconstructions"), device=device)
-    if not _generator_available(generator):
-        print(f"text to image skipped: the generator {generator!r} is not available here")
+    try:
+        find_generator(generator)
+    except (GeneratorUnavailableError, assets.AssetError) as exc:
+        print(f"text to image skipped: {exc}")
         return status
     prompts = list(prompt or DEMO_PROMPTS)
     try:

@@ -30,6 +30,7 @@ __all__ = [
     "DEMO_GENERATOR",
     "GeneratorUnavailableError",
     "PromptImages",
+    "find_generator",
     "generate",
     "generate_for_prompts",
     "load_generator",
@@ -45,26 +46,18 @@ class GeneratorUnavailableError(ValueError):
     """The generator asked for cannot be found or is not shipped (one line for the user)."""
 
 
-def load_generator(
-    model: str | os.PathLike[str] | ImageGenerator | None = None,
-    device: str | torch.device = "auto",
-    precision: str = "auto",
-) -> ImageGenerator:
-    """A generator from a folder, a catalogue name (default :data:`DEMO_GENERATOR`) or as is.
+def find_generator(model: str | os.PathLike[str] | None = None) -> Path:
+    """The folder of a generator given as a folder or a catalogue name (default
+    :data:`DEMO_GENERATOR`), found without loading it.
 
     Raises:
         GeneratorUnavailableError: a missing folder, an unknown name, or the demo generator
-            before it is shipped (the message says how to train one).
+            when this installation does not ship it (the message says how to train one).
     """
-    if isinstance(model, ImageGenerator):
-        return model
     name = os.fspath(model) if model is not None else DEMO_GENERATOR
     path = Path(name).expanduser()
     if path.is_dir():
-        try:
-            return ImageGenerator.from_pretrained(path, device=device, precision=precision)
-        except FileNotFoundError as exc:
-            raise GeneratorUnavailableError(str(exc)) from None
+        return path
     from vqrae import assets
 
     known = {s.name for s in assets.list_assets()}
@@ -74,7 +67,7 @@ def load_generator(
             f"generator is {DEMO_GENERATOR!r})"
         )
     try:
-        folder = assets.resolve(name)
+        return assets.resolve(name)
     except assets.AssetError:
         if name == DEMO_GENERATOR:
             raise GeneratorUnavailableError(
@@ -83,7 +76,25 @@ def load_generator(
                 "--model runs/generator/model"
             ) from None
         raise
-    return ImageGenerator.from_pretrained(folder, device=device, precision=precision)
+
+
+def load_generator(
+    model: str | os.PathLike[str] | ImageGenerator | None = None,
+    device: str | torch.device = "auto",
+    precision: str = "auto",
+) -> ImageGenerator:
+    """A generator from a folder, a catalogue name (default :data:`DEMO_GENERATOR`) or as is.
+
+    Raises:
+        GeneratorUnavailableError: as :func:`find_generator`, or a folder missing a file.
+    """
+    if isinstance(model, ImageGenerator):
+        return model
+    folder = find_generator(model)
+    try:
+        return ImageGenerator.from_pretrained(folder, device=device, precision=precision)
+    except FileNotFoundError as exc:
+        raise GeneratorUnavailableError(str(exc)) from None
 
 
 @dataclass(frozen=True)
