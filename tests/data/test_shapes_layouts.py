@@ -18,12 +18,14 @@ from vqrae.data.shapes.dpg_items import (
 )
 from vqrae.data.shapes.gqa_questions import STRUCTURAL_TYPES, gqa_questions
 from vqrae.data.shapes.mme_layout import MME_SUBTASKS, YES_NO_SUFFIX, MMEItem, mme_pair, write_mme
+from vqrae.data.shapes.question_phrasings import PHRASING_SETS, YES_NO
 from vqrae.data.shapes.render import render_scene
 from vqrae.data.shapes.sampler import sample_ground, sample_scene
 from vqrae.data.shapes.scene import Scene, ShapeObject
 from vqrae.data.shapes.vqa import QA_KINDS, SHORT_ANSWER, llava_record, scene_questions
 from vqrae.data.shapes.writer import make_shapes_dataset
 from vqrae.eval import mme
+from vqrae.eval.vqa import load_jsonl, score_vqa
 
 
 def _scene(*objects: tuple[str, str, float, float]) -> Scene:
@@ -37,22 +39,60 @@ PAIR = _scene(
 
 
 def test_vqa_answers_are_true_of_the_scene():
-    qas = scene_questions(np.random.default_rng(0), PAIR)
+    qas = scene_questions(np.random.default_rng(0), PAIR, phrasings="train")
     assert {qa.kind for qa in qas} == set(QA_KINDS) - {"position"}  # two squares: no single pair
-    answers = {qa.question: qa.answer for qa in qas}
-    assert answers["How many squares are there?"] == "2"
-    assert answers.get("How many shapes are there in total?") == "3"
+    truth = {"squares": "2", "stars": "1", "shapes": "3", "objects": "3"}
+    for qa in (qa for qa in qas if qa.kind == "count"):
+        (word,) = [w for w in truth if w in qa.question] or ["absent"]
+        assert qa.answer == truth.get(word, "0"), qa
     yes_no = [qa.answer for qa in qas if qa.kind == "existence"]
     assert yes_no.count("Yes") == yes_no.count("No") == 2
+    assert {qa.suffix for qa in qas if qa.kind == "existence"} <= {SHORT_ANSWER, YES_NO}
+    assert {qa.suffix for qa in qas if qa.kind != "existence"} == {SHORT_ANSWER}
     two = _scene(("star", "blue", 0.15, 0.5), ("square", "white", 0.8, 0.5))
-    pos = [qa for qa in scene_questions(np.random.default_rng(1), two) if qa.kind == "position"]
-    assert [(q.question, q.answer) for q in pos] == [
-        ("Is the star to the left of the square?", "Yes"),
-        ("Is the star to the right of the square?", "No"),
-    ] or [(q.question, q.answer) for q in pos] == [
-        ("Is the square to the right of the star?", "Yes"),
-        ("Is the square to the left of the star?", "No"),
-    ]
+    for seed in range(8):
+        pos = [
+            qa for qa in scene_questions(np.random.default_rng(seed), two) if qa.kind == "position"
+        ]
+        assert [q.answer for q in pos] == ["Yes", "No"]
+        star_first = pos[0].question.index("star") < pos[0].question.index("square")
+        assert ("to the left of" in pos[0].question) == star_first
+        assert ("to the right of" in pos[1].question) == star_first
+
+
+def test_vqa_wordings_of_the_two_sets_never_meet():
+    """Held-out questions are worded as no training question is, for every scene."""
+    rng = np.random.default_rng(0)
+    train, heldout = set(), set()
+    for _ in range(60):
+        scene = sample_scene(rng)
+        train |= {qa.question for qa in scene_questions(rng, scene, phrasings="train")}
+        heldout |= {qa.question for qa in scene_questions(rng, scene, phrasings="heldout")}
+    assert len(heldout) > 100 and not train & heldout
+    for form, wordings in PHRASING_SETS["heldout"].items():
+        assert not set(wordings) & set(PHRASING_SETS["train"][form]), form
+    with pytest.raises(ValueError, match="unknown"):
+        scene_questions(rng, PAIR, phrasings="test")  # type: ignore[arg-type]
+
+
+def test_written_vqa_questions_score_perfectly_as_their_own_answers(tmp_path):
+    make_shapes_dataset(
+        tmp_path,
+        6,
+        size=32,
+        split="test",
+        geneval_per_tag=1,
+        mme_per_subtask=1,
+        dpg_items=1,
+        hf=False,
+    )
+    questions = load_jsonl(tmp_path / "vqa" / "questions.jsonl")
+    assert {"question_id", "image", "text", "answer", "category"} <= set(questions[0])
+    assert all((tmp_path / q["image"]).is_file() for q in questions)
+    train_wordings = {t.split("{")[0] for ts in PHRASING_SETS["train"].values() for t in ts}
+    assert not any(q["text"].split("\n")[0] in train_wordings for q in questions)
+    right = [{"question_id": q["question_id"], "text": q["answer"] + "."} for q in questions]
+    assert score_vqa(questions, right).accuracy == 1.0
 
 
 def test_llava_record_format():
@@ -62,7 +102,7 @@ def test_llava_record_format():
     turns = rec["conversations"]
     assert [t["from"] for t in turns] == ["human", "gpt"] * len(qas)
     assert turns[0]["value"].startswith("<image>\n") and turns[0]["value"].endswith(
-        f"\n{SHORT_ANSWER}"
+        f"\n{qas[0].suffix}"
     )
     assert sum("<image>" in t["value"] for t in turns) == 1
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from vqrae.cli.args import add_function_command, command_group
@@ -311,6 +312,30 @@ def dpg_score(*, images: str, csv: str, judge: str = "detector", out: str | None
     return 0
 
 
+def vqa_score(*, questions: str, answers: str, out: str | None = None) -> int:
+    """Score short answers per question type, with the yes/no balance.
+
+    Args:
+        questions: JSON lines {"question_id", "text", "answer", "category"} (a shapes data set's
+            vqa/questions.jsonl).
+        answers: JSON lines {"question_id", "text"} (what ``vqrae answer`` writes).
+        out: a JSON file for the scores.
+    """
+    from vqrae.eval.vqa import format_vqa_report, load_jsonl, score_vqa
+    from vqrae.utils.files import atomic_write
+
+    try:
+        report = score_vqa(load_jsonl(questions), load_jsonl(answers))
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        raise CommandError(str(exc)) from None
+    print(format_vqa_report(report))
+    if out:
+        text = json.dumps(report.to_dict(), indent=2) + "\n"
+        atomic_write(Path(out), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        print(f"wrote {out}")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this group's commands."""
     add_function_command(subparsers, "eval-recon", eval_recon)
@@ -320,5 +345,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_function_command(geneval, "score", geneval_score)
     gqa = command_group(subparsers, "gqa", "GQA: score predictions")
     add_function_command(gqa, "score", gqa_score)
+    vqa = command_group(subparsers, "vqa", "Visual questions: score short answers per type")
+    add_function_command(vqa, "score", vqa_score)
     dpg = command_group(subparsers, "dpg", "DPG-Bench: score 2x2 grids with a yes/no judge")
     add_function_command(dpg, "score", dpg_score)

@@ -24,6 +24,7 @@ import numpy as np
 
 from vqrae.data.shapes.colour import COLOUR_NAMES
 from vqrae.data.shapes.geneval_prompts import POSITION_MARGIN
+from vqrae.data.shapes.question_phrasings import SHORT_ANSWER, YES_NO, PhrasingSet, templates
 from vqrae.data.shapes.relations import RELATIONS, relation_scores
 from vqrae.data.shapes.scene import Scene
 from vqrae.data.shapes.vocab import SHAPES, plural
@@ -35,13 +36,12 @@ __all__ = [
     "clear_relations",
     "llava_caption_record",
     "llava_record",
+    "question_row",
     "relation_phrase",
     "scene_questions",
 ]
 
 QA_KINDS: tuple[str, ...] = ("existence", "count", "colour", "shape", "position")
-#: LLaVA-1.5's instruction for short answers.
-SHORT_ANSWER = "Answer the question using a single word or phrase."
 _REL_WORDS = {
     "left of": "to the left of",
     "right of": "to the right of",
@@ -50,13 +50,17 @@ _REL_WORDS = {
 }
 
 
+_OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+
+
 @dataclass(frozen=True)
 class QA:
-    """One question with its answer."""
+    """One question with its answer, and the instruction that follows the question."""
 
     kind: str
     question: str
     answer: str
+    suffix: str = SHORT_ANSWER
 
 
 def relation_phrase(rel: str) -> str:
@@ -87,44 +91,54 @@ def _the(shape: str, count: int) -> str:
     return f"the {shape}" if count == 1 else f"the {plural(shape)}"
 
 
+def _be(count: int) -> str:
+    return "is" if count == 1 else "are"
+
+
 def scene_questions(
-    rng: np.random.Generator, scene: Scene, kinds: Sequence[str] = QA_KINDS
+    rng: np.random.Generator,
+    scene: Scene,
+    kinds: Sequence[str] = QA_KINDS,
+    phrasings: PhrasingSet = "train",
 ) -> list[QA]:
-    """Questions about the scene, a few of each kind that the scene supports."""
+    """Questions about the scene, a few of each kind that the scene supports.
+
+    Each question's wording and suffix are drawn from ``phrasings`` (see
+    :mod:`~vqrae.data.shapes.question_phrasings`): ``train`` for training data, ``heldout`` for
+    evaluation in wordings training never showed.
+    """
     counts = scene.counts()
     present = [s for s in SHAPES if counts[s]]
     absent = [s for s in SHAPES if not counts[s]]
     qas: list[QA] = []
+
+    def ask(kind: str, form: str, answer: str, **fields: str) -> None:
+        question = _choice(rng, templates(phrasings, form)).format(**fields)
+        yes_no = kind in ("existence", "position")
+        suffix = _choice(rng, (SHORT_ANSWER, YES_NO)) if yes_no else SHORT_ANSWER
+        qas.append(QA(kind, question, answer, suffix))
+
     if "existence" in kinds:
-        s = _choice(rng, present)
-        qas.append(QA("existence", f"Is there a {s} in the image?", "Yes"))
+        ask("existence", "exists", "Yes", thing=_choice(rng, present))
         if absent:
-            qas.append(QA("existence", f"Is there a {_choice(rng, absent)} in the image?", "No"))
+            ask("existence", "exists", "No", thing=_choice(rng, absent))
         o = _choice(rng, scene.objects)
-        qas.append(QA("existence", f"Is there a {o.colour} {o.shape} in the image?", "Yes"))
+        ask("existence", "exists", "Yes", thing=f"{o.colour} {o.shape}")
         wrong = [c for c in COLOUR_NAMES if c not in scene.colours_of(o.shape)]
-        qas.append(
-            QA("existence", f"Is there a {_choice(rng, wrong)} {o.shape} in the image?", "No")
-        )
+        ask("existence", "exists", "No", thing=f"{_choice(rng, wrong)} {o.shape}")
     if "count" in kinds:
         s = _choice(rng, present)
-        qas.append(QA("count", f"How many {plural(s)} are there?", str(counts[s])))
+        ask("count", "count", str(counts[s]), things=plural(s))
         if absent and rng.random() < 0.3:
-            qas.append(QA("count", f"How many {plural(_choice(rng, absent))} are there?", "0"))
+            ask("count", "count", "0", things=plural(_choice(rng, absent)))
         if len(present) > 1:
-            qas.append(QA("count", "How many shapes are there in total?", str(len(scene.objects))))
+            ask("count", "total", str(len(scene.objects)))
     if "colour" in kinds:
         uniform = [s for s in present if len(scene.colours_of(s)) == 1]
         if uniform:
             s = _choice(rng, uniform)
-            verb = "is" if counts[s] == 1 else "are"
-            qas.append(
-                QA(
-                    "colour",
-                    f"What color {verb} {_the(s, counts[s])}?",
-                    scene.of_shape(s)[0].colour.capitalize(),
-                )
-            )
+            colour = scene.of_shape(s)[0].colour.capitalize()
+            ask("colour", "colour", colour, be=_be(counts[s]), the=_the(s, counts[s]))
     if "shape" in kinds:
         by_colour = {c: {o.shape for o in scene.objects if o.colour == c} for c in COLOUR_NAMES}
         unique = [c for c, shapes in by_colour.items() if len(shapes) == 1]
@@ -132,22 +146,15 @@ def scene_questions(
             c = _choice(rng, unique)
             (s,) = by_colour[c]
             n = sum(o.colour == c for o in scene.objects)
-            question = (
-                f"What shape is the {c} object?" if n == 1 else f"What shape are the {c} objects?"
-            )
-            qas.append(QA("shape", question, s.capitalize()))
+            obj = "object" if n == 1 else "objects"
+            ask("shape", "shape", s.capitalize(), colour=c, obj=obj, be=_be(n))
     if "position" in kinds:
         rels = clear_relations(scene)
         if rels:
             a, rel, b = _choice(rng, rels)
-            qas.append(QA("position", f"Is the {a} {relation_phrase(rel)} the {b}?", "Yes"))
-            opposite = {
-                "left of": "right of",
-                "right of": "left of",
-                "above": "below",
-                "below": "above",
-            }[rel]
-            qas.append(QA("position", f"Is the {a} {relation_phrase(opposite)} the {b}?", "No"))
+            opposite = _OPPOSITE[rel]
+            ask("position", "position", "Yes", a=a, rel=relation_phrase(rel), b=b)
+            ask("position", "position", "No", a=a, rel=relation_phrase(opposite), b=b)
     return qas
 
 
@@ -159,10 +166,22 @@ def llava_record(
         raise ValueError(f"{record_id}: a conversation needs at least one question")
     turns = []
     for i, qa in enumerate(qas):
-        text = f"{qa.question}\n{SHORT_ANSWER}" if short_answer else qa.question
+        text = f"{qa.question}\n{qa.suffix}" if short_answer else qa.question
         turns.append({"from": "human", "value": f"<image>\n{text}" if i == 0 else text})
         turns.append({"from": "gpt", "value": qa.answer})
     return {"id": record_id, "image": image, "conversations": turns}
+
+
+def question_row(question_id: str, image: str, qa: QA) -> dict[str, Any]:
+    """One question as LLaVA's ``model_vqa`` reads it, with its truth for scoring
+    (:func:`vqrae.eval.vqa.score_vqa`)."""
+    return {
+        "question_id": question_id,
+        "image": image,
+        "text": f"{qa.question}\n{qa.suffix}",
+        "answer": qa.answer,
+        "category": qa.kind,
+    }
 
 
 def llava_caption_record(record_id: str, image: str, caption: str) -> dict[str, Any]:

@@ -7,6 +7,8 @@
     out/scenes.jsonl                   id, image, split, seed, scene (data), captions
     out/llava_captions.json            caption pairs (LLaVA projector pretraining)
     out/llava_vqa.json                 multi-turn VQA conversations (LLaVA format)
+    out/vqa/questions.jsonl            the same questions one per line, as LLaVA's model_vqa
+                                       reads them, with "answer" and "category" (the kind)
     out/geneval/evaluation_metadata.jsonl, generation_prompts.txt   prompt-only records
     out/geneval/reference/<5-digit>/metadata.jsonl, samples/NNNN.png scenes that satisfy them
     out/mme/...                        MME layout (see vqrae.data.shapes.mme_layout)
@@ -17,7 +19,8 @@
 
 Every artefact draws from its own seeded stream (:mod:`vqrae.data.shapes.splits`), so the
 ``validation`` and ``test`` splits of a seed share nothing with ``train``; their captions use
-the held-out phrasings unless ``phrasings`` says otherwise.
+the held-out phrasings unless ``phrasings`` says otherwise, and their VQA questions always use
+the held-out question wordings (:mod:`vqrae.data.shapes.question_phrasings`).
 """
 
 from __future__ import annotations
@@ -44,7 +47,12 @@ from vqrae.data.shapes.mme_layout import MME_SUBTASKS, MMEItem, mme_pair, write_
 from vqrae.data.shapes.render import render_scene
 from vqrae.data.shapes.sampler import SamplerConfig, sample_scene
 from vqrae.data.shapes.splits import SPLITS, default_phrasings, split_rng
-from vqrae.data.shapes.vqa import llava_caption_record, llava_record, scene_questions
+from vqrae.data.shapes.vqa import (
+    llava_caption_record,
+    llava_record,
+    question_row,
+    scene_questions,
+)
 from vqrae.utils.files import atomic_write
 
 __all__ = [
@@ -146,9 +154,10 @@ def make_shapes_dataset(
     dpg_count = max(1, n // 4) if dpg_items is None else dpg_items
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
+    question_phrasings = "train" if split == "train" else "heldout"
 
     # Scenes, captions, VQA and GQA share the scene images.
-    scene_lines, cap_records, vqa_records = [], [], []
+    scene_lines, cap_records, vqa_records, vqa_questions = [], [], [], []
     gqa: dict[str, dict[str, Any]] = {}
     for i in range(n):
         rng = split_rng(seed, split, "scene", i)
@@ -174,11 +183,16 @@ def make_shapes_dataset(
         cap_records.append(
             llava_caption_record(sid, image_rel, caps[int(qrng.integers(len(caps)))])
         )
-        vqa_records.append(llava_record(sid, image_rel, scene_questions(qrng, scene)))
+        qas = scene_questions(qrng, scene, phrasings=question_phrasings)
+        vqa_records.append(llava_record(sid, image_rel, qas))
+        vqa_questions += [question_row(f"{sid}_{j}", image_rel, qa) for j, qa in enumerate(qas)]
         gqa.update(gqa_questions(split_rng(seed, split, "gqa", i), scene, sid, first_qid=len(gqa)))
     _write_text(root / "scenes.jsonl", "".join(scene_lines))
     _write_json(root / "llava_captions.json", cap_records)
     _write_json(root / "llava_vqa.json", vqa_records)
+    _write_text(
+        root / "vqa" / "questions.jsonl", "".join(json.dumps(r) + "\n" for r in vqa_questions)
+    )
     _write_json(root / "gqa" / "questions.json", gqa)
 
     # GenEval: prompt-only records, and reference samples that satisfy them.
@@ -244,6 +258,7 @@ def make_shapes_dataset(
     counts = {
         "scenes": n,
         "vqa_conversations": len(vqa_records),
+        "vqa_questions": len(vqa_questions),
         "gqa_questions": len(gqa),
         "geneval_prompts": len(records),
         "geneval_images": len(records) * geneval_samples,
@@ -257,6 +272,7 @@ def make_shapes_dataset(
         "scenes": "scenes.jsonl",
         "llava_captions": "llava_captions.json",
         "llava_vqa": "llava_vqa.json",
+        "vqa_questions": "vqa/questions.jsonl",
         "geneval_metadata": "geneval/evaluation_metadata.jsonl",
         "geneval_reference": "geneval/reference",
         "mme_ground_truth": "mme/ground_truth",
