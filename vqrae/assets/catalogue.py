@@ -68,6 +68,7 @@ def _builtin_specs() -> list[AssetSpec]:
         *_trained_tokenizer_specs(),
         *_llm_specs(),
         *_trained_generator_specs(),
+        *_trained_mllm_specs(),
     ]
 
 
@@ -345,6 +346,31 @@ def _trained_generator_specs() -> list[AssetSpec]:
             ),
             shipped="vqrae-generator-demo",
             kind="causal-lm",
+        )
+    ]
+
+
+def _trained_mllm_specs() -> list[AssetSpec]:
+    """Trained understanding models the package ships: the projector and LoRA adapter, with
+    the VQRAE and the language model named by reference (resolved through this catalogue)."""
+    return [
+        AssetSpec(
+            name="vqrae-mllm-demo",
+            description=(
+                "the CPU-trained demo understanding model on the shapes world: SmolLM2-135M-"
+                "Instruct with a LoRA adapter behind a projector over vqrae-dinov2-s-demo's "
+                "features; the default of vqrae chat and vqrae answer; trained with "
+                "configs/mllm/cpu-demo.yaml"
+            ),
+            license="Apache-2.0",
+            files=(
+                CONFIG_FILE,
+                "projector.safetensors",
+                "adapter/adapter_config.json",
+                "adapter/adapter_model.safetensors",
+            ),
+            shipped="vqrae-mllm-demo",
+            kind="mllm",
         )
     ]
 

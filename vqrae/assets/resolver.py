@@ -124,8 +124,9 @@ class AssetSpec:
             ``vqrae/checkpoints/`` (found before the cache), or None.
         kind: what the folder is: ``"weights"`` (a pretrained component's tensors and
             metadata), ``"vqrae"`` (a trained tokenizer's ``save_pretrained`` folder),
-            ``"causal-lm"`` (a Hugging Face language-model folder with its tokenizer) or
-            ``"text-tokenizer"`` (a Hugging Face tokenizer folder).
+            ``"causal-lm"`` (a Hugging Face language-model folder with its tokenizer),
+            ``"text-tokenizer"`` (a Hugging Face tokenizer folder) or ``"mllm"`` (a trained
+            understanding model's folder: projector and adapter, the rest by reference).
         config: pretrained metadata written to ``config.json`` when the source does not write
             one (architecture, mean/std, image and patch size, input preprocessing).
     """
@@ -141,7 +142,7 @@ class AssetSpec:
     offline: OfflineSource | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
     shipped: str | None = None
-    kind: Literal["weights", "vqrae", "causal-lm", "text-tokenizer"] = "weights"
+    kind: Literal["weights", "vqrae", "causal-lm", "text-tokenizer", "mllm"] = "weights"
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or self.name.startswith("."):

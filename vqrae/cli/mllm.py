@@ -18,13 +18,13 @@ MODEL_HELP = "an understanding model folder (written by vqrae train-mllm, OUT/mo
 
 
 def _require(model: str | None) -> str:
-    """--model, which has no default until a trained model ships."""
-    if model is None:
-        raise CommandError(
-            "no trained understanding model is shipped yet: pass --model DIR "
-            "(a folder written by vqrae train-mllm)"
-        )
-    return model
+    """The folder of --model (default: the shipped demo model), or a one-line error."""
+    from vqrae.mllm.model import find_mllm
+
+    try:
+        return str(find_mllm(model))
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _load(model: str | None, device: str, tokenizer: str | None = None) -> MLLM:
@@ -121,7 +121,8 @@ def chat(
 
     Args:
         image: the image to talk about.
-        model: an understanding model folder.
+        model: an understanding model folder or catalogue name (default: the shipped
+            vqrae-mllm-demo).
         max_new_tokens: the longest answer, in tokens.
         temperature: 0 answers greedily; above 0 samples.
         device: "auto", "cpu", "cuda" or "cuda:N".
@@ -169,7 +170,8 @@ def answer(
         questions: the question file (.jsonl).
         image_folder: the folder image paths are relative to.
         out: the answer file (.jsonl), appended.
-        model: an understanding model folder.
+        model: an understanding model folder or catalogue name (default: the shipped
+            vqrae-mllm-demo).
         tokenizer: read features from this VQRAE instead of the model's own (plug and play).
         model_id: the answers' model_id (default: the model folder's name; the run folder's for
             a trainer's OUT/model).
@@ -180,7 +182,7 @@ def answer(
     """
     from vqrae.mllm.answer import answer_questions, read_questions
 
-    _require(model)
+    model = _require(model)
     check_positive("--batch-size", batch_size)
     check_positive("--max-new-tokens", max_new_tokens)
     try:
@@ -223,7 +225,8 @@ def mme_run(
     Args:
         mme: the MME folder (e.g. a shapes data set's mme/).
         out: output folder.
-        model: an understanding model folder.
+        model: an understanding model folder or catalogue name (default: the shipped
+            vqrae-mllm-demo).
         tokenizer: read features from this VQRAE instead of the model's own (plug and play).
         instruction: "mme" (MME's questions, ending in "Please answer yes or no.") or "llava"
             (LLaVA-1.5's prompt: "Answer the question using a single word or phrase.").
@@ -233,7 +236,7 @@ def mme_run(
     from vqrae.eval.mme import format_report
     from vqrae.mllm.mme_run import read_mme_folder, run_mme
 
-    _require(model)
+    model = _require(model)
     check_positive("--batch-size", batch_size)
     if instruction not in ("mme", "llava"):
         raise CommandError(f"--instruction must be 'mme' or 'llava', got {instruction!r}")
@@ -279,7 +282,8 @@ def gqa_run(
         questions: GQA questions JSON ({qid: {imageId, question, answer, types}}).
         image_folder: the folder of <imageId>.jpg (or .png) images.
         out: output folder.
-        model: an understanding model folder.
+        model: an understanding model folder or catalogue name (default: the shipped
+            vqrae-mllm-demo).
         tokenizer: read features from this VQRAE instead of the model's own (plug and play).
         batch_size: questions per generation pass.
         device: "auto", "cpu", "cuda" or "cuda:N".
@@ -287,7 +291,7 @@ def gqa_run(
     from vqrae.eval.gqa import format_report
     from vqrae.mllm.gqa_run import gqa_model_questions, run_gqa
 
-    _require(model)
+    model = _require(model)
     check_positive("--batch-size", batch_size)
     try:
         total = len(gqa_model_questions(questions, image_folder))
@@ -322,7 +326,8 @@ def dpg_run(
     Args:
         images: folder of <item_id>.png 2x2 grids.
         csv: the DPG-Bench CSV.
-        model: an understanding model folder.
+        model: an understanding model folder or catalogue name (default: the shipped
+            vqrae-mllm-demo).
         out: a JSON file for the scores.
         device: "auto", "cpu", "cuda" or "cuda:N".
     """
@@ -347,7 +352,8 @@ def export_llava(model: str, *, out: str) -> int:
     adapter is merged into the LM.
 
     Args:
-        model: an understanding model folder.
+        model: an understanding model folder or catalogue name (default: the shipped
+            vqrae-mllm-demo).
         out: the folder to write (config, weights, tokenizer, image processor).
     """
     from vqrae.mllm.export_hf import ExportError

@@ -49,6 +49,8 @@ __all__ = [
     "MLLM",
     "MLLMOutput",
     "ProjectedLM",
+    "DEMO_MLLM",
+    "find_mllm",
     "is_mllm_folder",
     "resolve_tokenizer_ref",
 ]
@@ -78,6 +80,40 @@ class MLLMOutput:
     hidden: torch.Tensor
     loss_sum: torch.Tensor | None = None
     num_targets: int | None = None
+
+
+#: The shipped demo model, the default of ``vqrae chat`` and ``vqrae answer``.
+DEMO_MLLM = "vqrae-mllm-demo"
+DEMO_RECIPE = "configs/mllm/cpu-demo.yaml"
+
+
+def find_mllm(model: str | os.PathLike[str] | None = None) -> Path:
+    """The folder of an understanding model given as a folder or a catalogue name (default
+    :data:`DEMO_MLLM`), found without loading it.
+
+    Raises:
+        ValueError: a missing folder, an unknown name, or the demo model when this
+            installation does not ship it (the message says how to train one).
+    """
+    name = os.fspath(model) if model is not None else DEMO_MLLM
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    from vqrae import assets
+
+    if name not in {s.name for s in assets.list_assets() if s.kind == "mllm"}:
+        raise ValueError(
+            f"--model {name}: no such model folder, and not a catalogue name (the demo model "
+            f"is {DEMO_MLLM!r})"
+        )
+    try:
+        return assets.resolve(name)
+    except assets.AssetError:
+        raise ValueError(
+            f"the understanding model {name!r} is not in this installation: train one with "
+            f"`vqrae train-mllm --config {DEMO_RECIPE} --out runs/mllm-s1 --stage 1`, then "
+            "stage 2 (see the recipe), and pass --model runs/mllm-s2/model"
+        ) from None
 
 
 def is_mllm_folder(path: str | os.PathLike[str]) -> bool:
