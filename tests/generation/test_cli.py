@@ -167,11 +167,13 @@ def test_demo_reconstructs_then_draws_each_prompt_beside_its_text(
     vqrae_dir, model_dir, tmp_path, capsys
 ) -> None:
     out = tmp_path / "demo"
-    argv = ["demo", "--model", str(vqrae_dir), "--out", str(out), "--generator", str(model_dir)]
+    argv = ["demo", "--model", str(vqrae_dir), "--out", str(out), "--generator", str(model_dir),
+            "--understanding", str(tmp_path / "no-mllm")]  # fmt: skip
     assert main([*argv, "--prompt", "a star", "--prompt", "two circles", "--n", "1"]) == 0
     assert any((out / "reconstructions").glob("*.png"))
     assert (out / "generated" / "001.txt").read_text() == "two circles\n"
     assert {p.name for p in (out / "generated").glob("*.png")} == {"000_0.png", "001_0.png"}
     missing = ["--generator", str(tmp_path / "no-generator")]
-    assert main([*argv[:4], str(tmp_path / "again"), *missing]) == 0
+    assert "visual questions skipped" in capsys.readouterr().out
+    assert main([*argv[:4], str(tmp_path / "again"), *argv[7:], *missing]) == 0
     assert "text to image skipped" in capsys.readouterr().out

@@ -111,3 +111,28 @@ def test_user_errors_are_one_line(model_dir, tmp_path, capsys) -> None:
     assert len(errors) == 4 and all(line.startswith("vqrae ") for line in errors)
     assert "not found" in errors[0] and "encoder_final_norm" in errors[2]
     assert "--model" in errors[3]
+
+
+def test_demo_asks_held_out_questions_about_the_shapes_samples(model_dir, tmp_path, capsys):
+    from vqrae.cli.demo import _visual_questions
+    from vqrae.data.samples import shapes_sample_questions, write_shapes_samples
+
+    write_shapes_samples(tmp_path / "inputs")
+    assert _visual_questions(tmp_path, tmp_path / "inputs", str(model_dir), "cpu") == 0
+    rows = shapes_sample_questions()
+    answers = [json.loads(x) for x in (tmp_path / "answers.jsonl").read_text().splitlines()]
+    assert [a["question_id"] for a in answers] == [r["question_id"] for r in rows]
+    out = capsys.readouterr().out
+    assert out.count("; truth ") == len(rows) and f"of {len(rows)} right" in out
+    assert _visual_questions(tmp_path, tmp_path / "inputs", str(tmp_path / "none"), "cpu") == 0
+    assert "visual questions skipped" in capsys.readouterr().out
+
+
+def test_without_a_shipped_model_the_commands_say_how_to_train_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VQRAE_CHECKPOINTS", str(tmp_path))  # an installation without checkpoints
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"question_id": 0, "image": "a.png", "text": "Is there a star?"}\n')
+    assert main(["answer", "--questions", str(questions), "--image-folder", str(tmp_path),
+                 "--out", str(tmp_path / "a.jsonl")]) != 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "vqrae-mllm-demo" in err and "vqrae train-mllm" in err

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from vqrae.mllm.generate import GenerationSettings
     from vqrae.mllm.model import MLLM
 
+#: The shipped demo understanding model (vqrae.mllm.model.DEMO_MLLM, without importing torch).
+DEFAULT_MLLM = "vqrae-mllm-demo"
 MODEL_HELP = "an understanding model folder (written by vqrae train-mllm, OUT/model)"
 
 

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-__all__ = ["SAMPLE_NAMES", "draw_sample", "write_samples"]
+__all__ = [
+    "SAMPLE_NAMES",
+    "draw_sample",
+    "shapes_sample_questions",
+    "write_samples",
+    "write_shapes_samples",
+]
 
 SAMPLE_NAMES = ("landscape", "still_life", "colour_chart", "text_card")
 
@@ -111,22 +118,49 @@ def write_samples(out_dir: str | os.PathLike, size: int = 256) -> list[Path]:
     return [save_image(draw_sample(name, size), out / f"{name}.png") for name in SAMPLE_NAMES]
 
 
+def _shapes_sample(index: int, seed: int) -> tuple[Any, str]:
+    """Scene ``index`` of the test split and its file name (after its caption)."""
+    import re
+
+    from vqrae.data.shapes import caption, sample_scene, split_rng
+
+    scene = sample_scene(split_rng(seed, "test", "scene", index))
+    slug = re.sub(
+        r"[^a-z0-9]+", "-", caption(scene, "geneval").lower().removeprefix("a photo of ")
+    ).strip("-")[:60]
+    return scene, f"shapes_{index}_{slug}.png"
+
+
 def write_shapes_samples(
     out_dir: str | os.PathLike, n: int = 4, size: int = 224, seed: int = 0
 ) -> list[Path]:
     """Write ``n`` held-out shapes-world scenes (test split) as PNG, each named after its
     caption (``shapes_0_a-red-star-and-two-blue-circles.png``); returns the paths."""
-    import re
-
     from vqrae.data.images import save_image
-    from vqrae.data.shapes import caption, render_scene, sample_scene, split_rng
+    from vqrae.data.shapes import render_scene
 
     out = Path(out_dir)
     paths = []
     for index in range(n):
-        scene = sample_scene(split_rng(seed, "test", "scene", index))
-        slug = re.sub(
-            r"[^a-z0-9]+", "-", caption(scene, "geneval").lower().removeprefix("a photo of ")
-        ).strip("-")[:60]
-        paths.append(save_image(render_scene(scene, size), out / f"shapes_{index}_{slug}.png"))
+        scene, name = _shapes_sample(index, seed)
+        paths.append(save_image(render_scene(scene, size), out / name))
     return paths
+
+
+def shapes_sample_questions(n: int = 4, seed: int = 0, per_image: int = 3) -> list[dict[str, Any]]:
+    """Held-out questions about the scenes :func:`write_shapes_samples` draws, as LLaVA's
+    ``model_vqa`` reads them, with their truths (``answer``, ``category``); ``image`` is the
+    sample's file name. Up to ``per_image`` questions per scene, of different kinds."""
+    from vqrae.data.shapes.vqa import question_row, scene_questions
+
+    rows = []
+    for index in range(n):
+        scene, name = _shapes_sample(index, seed)
+        qas = scene_questions(np.random.default_rng([seed, index]), scene, phrasings="heldout")
+        picked, kinds = [], set()
+        for qa in qas:
+            if qa.kind not in kinds and len(picked) < per_image:
+                picked.append(qa)
+                kinds.add(qa.kind)
+        rows += [question_row(f"{index}_{j}", name, qa) for j, qa in enumerate(picked)]
+    return rows
