@@ -59,6 +59,21 @@ def test_answers_have_llava_fields_and_batches_equal_single_questions(
     assert [a["text"] for a in _lines(tmp_path / "b.jsonl")] == [a["text"] for a in answers]
 
 
+def test_questions_about_one_image_share_its_encoder_pass(tiny_mllm, question_file, tmp_path):
+    questions_path, images = question_file
+    questions = [q for q in read_questions(questions_path) if q["question_id"] < 5]
+    encoded: list[int] = []
+    hook = tiny_mllm.vision.register_forward_hook(lambda m, args, out: encoded.append(len(out)))
+    try:
+        answer_questions(
+            tiny_mllm, questions, images, tmp_path / "a.jsonl", model_id="tiny", batch_size=5,
+            settings=SETTINGS,
+        )  # fmt: skip
+    finally:
+        hook.remove()
+    assert encoded == [3]  # five questions, three distinct images, one pass
+
+
 def test_an_interrupted_file_resumes_without_answering_twice(
     tiny_mllm, question_file, tmp_path
 ) -> None:

@@ -144,7 +144,8 @@ def answer_batch(
     settings: GenerationSettings | None = None,
 ) -> list[str]:
     """Answer one question per row: ``turns[i]`` about ``images[i]`` (a preprocessed
-    (3, S, S) image, or ``None`` for a text-only question)."""
+    (3, S, S) image, or ``None`` for a text-only question). Rows holding the same tensor object
+    share one encoder pass."""
     has = [img is not None for img in images]
     prompts = [
         prompt_ids(
@@ -159,10 +160,17 @@ def answer_batch(
     ]
     features = None
     if any(has):
-        present = torch.stack([img for img in images if img is not None]).to(model.device)
-        computed = model.vision(present)  # (b, N, d)
-        features = torch.zeros(len(images), *computed.shape[1:], device=computed.device)
-        features[torch.tensor(has, device=computed.device)] = computed
+        # Each distinct image is encoded once: questions about one image share its tensor.
+        row_of: dict[int, int] = {}
+        distinct: list[torch.Tensor] = []
+        for img in images:
+            if img is not None and id(img) not in row_of:
+                row_of[id(img)] = len(distinct)
+                distinct.append(img)
+        computed = model.vision(torch.stack(distinct).to(model.device))  # (u, N, d)
+        rows = torch.tensor([row_of[id(img)] if img is not None else 0 for img in images])
+        features = computed[rows.to(computed.device)]  # (b, N, d)
+        features[~torch.tensor(has, device=computed.device)] = 0
     outputs = generate(model, prompts, features, settings)
     return [model.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in outputs]
 
@@ -208,12 +216,15 @@ def answer_questions(
     folder = Path(image_folder) if image_folder is not None else None
     for batch in _batches(pending, batch_size):
         ready, images = [], []
+        loaded: dict[Path, torch.Tensor] = {}  # questions about one image share its tensor
         for q in batch:
             image = None
             if q.get("image"):
                 path = folder / q["image"] if folder is not None else Path(q["image"])
                 try:
-                    image = model.vision.load(path)
+                    image = loaded.get(path)
+                    if image is None:
+                        image = loaded[path] = model.vision.load(path)
                 except ImageReadError as exc:
                     failure = AnswerFailure(str(q["question_id"]), str(exc))
                     run.failures.append(failure)
