@@ -19,10 +19,12 @@ side shows it there). Run (the figures in BENCHMARKS.md, "Understanding: accurac
 scenes")::
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/mllm_heldout.py --out runs/mllm-heldout \\
-        --scenes 150 --shapes runs/mllm-eval/test --models checkpoints/vqrae-mllm-demo \\
-        --tokenizers own runs/stage1-encoder-tokenizer
+        --scenes 100 --shapes runs/mllm-eval/test --models checkpoints/vqrae-mllm-demo \\
+        --tokenizers own stage1:vqrae-dinov2-s-demo
 
-``own`` answers with the model's own tokenizer.
+``own`` answers with the model's own tokenizer; ``stage1:NAME`` with VQRAE ``NAME`` whose encoder
+reads with the foundation model's pretrained weights (its stage-1 encoder, what the demo model
+was trained on), saved once under ``OUT/tokenizers``; anything else is passed to ``--tokenizer``.
 """
 
 from __future__ import annotations
@@ -144,6 +146,19 @@ def answer(vqrae: str, questions: Path, images: Path, model: str, tokenizer: str
     return out
 
 
+def tokenizer_arg(spec: str, out: Path) -> str:
+    """What ``vqrae answer --tokenizer`` gets for a ``--tokenizers`` entry."""
+    if not spec.startswith("stage1:"):
+        return spec
+    from vqrae.mllm.model import load_tokenizer
+
+    name = spec.removeprefix("stage1:")
+    folder = out / "tokenizers" / f"stage1-{Path(name).name}"
+    if not (folder / "config.json").is_file():
+        load_tokenizer(name, "pretrained").save_pretrained(folder)
+    return str(folder)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -170,10 +185,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         truth = load_jsonl(questions)
         for model in args.models:
             for tokenizer in args.tokenizers:
-                name = f"{Path(model).name}__{Path(tokenizer).name}"
+                name = f"{Path(model).name}__{Path(tokenizer).name}".replace(":", "-")
                 out = args.out / "answers" / set_name / f"{name}.jsonl"
                 out.parent.mkdir(parents=True, exist_ok=True)
-                answer(args.vqrae, questions, images, model, tokenizer, out, args.batch_size)
+                answer(args.vqrae, questions, images, model, tokenizer_arg(tokenizer, args.out),
+                       out, args.batch_size)  # fmt: skip
                 report = score_vqa(truth, load_jsonl(out))
                 results[f"{set_name}/{name}"] = report.to_dict()
                 print(f"\n## {set_name}: {model} with tokenizer {tokenizer}")

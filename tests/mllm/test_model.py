@@ -160,3 +160,22 @@ def test_the_tokenizer_can_be_swapped_when_its_features_fit(tiny_mllm, tmp_path)
     (folder / "config.json").write_text(json.dumps(record))
     with pytest.raises(ValueError, match="not the model this folder was trained on"):
         MLLM.from_pretrained(folder, device="cpu")
+
+
+def test_the_pretrained_encoder_reads_with_the_foundation_model_s_own_weights(tiny_checkpoint):
+    from vqrae.mllm.config import MLLMConfig
+    from vqrae.mllm.model import load_tokenizer
+    from vqrae.tokenizer.model import load_pretrained_encoder
+
+    trained = load_tokenizer("vqrae-dinov2-s-demo", "trained")
+    stage1 = load_tokenizer("vqrae-dinov2-s-demo", "pretrained")
+    reference = load_pretrained_encoder(trained.config).state_dict()
+    ours, theirs = stage1.encoder.state_dict(), trained.encoder.state_dict()
+    assert all(torch.equal(ours[k], v) for k, v in reference.items())
+    assert any(not torch.equal(theirs[k], v) for k, v in reference.items())  # fine-tuned blocks
+    decoder = stage1.decoder.state_dict()
+    assert all(torch.equal(decoder[k], v) for k, v in trained.decoder.state_dict().items())
+    with pytest.raises(ValueError, match="no pretrained weights|has none"):
+        load_tokenizer(str(tiny_checkpoint), "pretrained")
+    with pytest.raises(ValueError, match="encoder must be"):
+        MLLMConfig(encoder="frozen")  # type: ignore[arg-type]

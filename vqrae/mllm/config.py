@@ -20,9 +20,11 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-__all__ = ["CHAT_TEMPLATES", "ImageAspect", "MLLMConfig", "parse_projector"]
+__all__ = ["CHAT_TEMPLATES", "EncoderWeights", "ImageAspect", "MLLMConfig", "parse_projector"]
 
 ImageAspect = Literal["pad", "crop"]
+#: Which weights the tokenizer's encoder reads with (see :attr:`MLLMConfig.encoder`).
+EncoderWeights = Literal["trained", "pretrained"]
 """How an image becomes the tokenizer's square: ``"pad"`` (LLaVA-1.5's ``expand2square``: pad
 the short side with the encoder's mean colour, then resize) or ``"crop"`` (resize the short
 side, centre-crop: the tokenizer's evaluation crop)."""
@@ -68,6 +70,10 @@ class MLLMConfig:
     Attributes:
         tokenizer: the trained VQRAE (catalogue name or ``save_pretrained`` folder) whose
             ``encode`` features the model reads; the encoder is frozen.
+        encoder: the weights the tokenizer's encoder reads with: ``trained`` (the tokenizer's
+            own, fine-tuned in its stage 2) or ``pretrained`` (the foundation model's own, as in
+            the tokenizer's stage 1). The paper trains the understanding model on the
+            pretrained encoder and then swaps the fine-tuned one in (plug and play).
         lm: the language model: a ``causal-lm`` catalogue name, a Hub id or a folder; for a
             model whose LM was fine-tuned as a whole, the base it started from.
         projector: ``mlp2x_gelu`` (LLaVA-1.5: Linear-GELU-Linear), ``mlp{N}x_gelu`` or
@@ -86,6 +92,7 @@ class MLLMConfig:
     """
 
     tokenizer: str = "vqrae-dinov2-s-demo"
+    encoder: EncoderWeights = "trained"
     lm: str = "smollm2-135m-instruct"
     projector: str = "mlp2x_gelu"
     pool: int | None = None
@@ -100,6 +107,8 @@ class MLLMConfig:
         parse_projector(self.projector)
         if not self.tokenizer:
             raise ValueError("tokenizer: name a trained VQRAE (catalogue name or folder)")
+        if self.encoder not in ("trained", "pretrained"):
+            raise ValueError(f"encoder must be 'trained' or 'pretrained', got {self.encoder!r}")
         if not self.lm:
             raise ValueError("lm: name a causal language model (catalogue name, Hub id, folder)")
         if self.pool is not None and self.pool < 1:

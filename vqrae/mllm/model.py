@@ -34,11 +34,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vqrae.llm import IGNORE_INDEX, Attention, LMPrecision, VisualVocab, save_expanded_lm
-from vqrae.mllm.config import MLLMConfig
+from vqrae.mllm.config import EncoderWeights, MLLMConfig
 from vqrae.mllm.language import LoRASettings, add_lora, load_language_model, load_lora
 from vqrae.mllm.projector import Projector
 from vqrae.mllm.vision import VisionFeatures
-from vqrae.tokenizer.model import VQRAE
+from vqrae.tokenizer.encoders import get_encoder_spec
+from vqrae.tokenizer.model import VQRAE, load_pretrained_encoder
 from vqrae.utils.files import atomic_write
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ __all__ = [
     "DEMO_MLLM",
     "find_mllm",
     "is_mllm_folder",
+    "load_tokenizer",
     "resolve_tokenizer_ref",
 ]
 
@@ -133,6 +135,22 @@ def resolve_tokenizer_ref(reference: str, base: Path | None) -> str:
     if base is not None and not Path(reference).is_absolute() and (base / reference).is_dir():
         return str(base / reference)
     return reference
+
+
+def load_tokenizer(
+    reference: str, encoder: EncoderWeights = "trained", base: Path | None = None
+) -> VQRAE:
+    """The VQRAE of a model's ``tokenizer`` reference, its encoder reading with the ``trained``
+    weights it holds or the foundation model's ``pretrained`` ones (its stage-1 encoder)."""
+    vqrae = VQRAE.from_pretrained(resolve_tokenizer_ref(reference, base))
+    if encoder == "pretrained":
+        if get_encoder_spec(vqrae.config.encoder).asset is None:
+            raise ValueError(
+                f"encoder: pretrained needs a foundation-model encoder with pretrained weights; "
+                f"{reference!r} uses {vqrae.config.encoder!r}, which has none"
+            )
+        vqrae.encoder.load_state_dict(load_pretrained_encoder(vqrae.config).state_dict())
+    return vqrae
 
 
 class ProjectedLM(nn.Module):
@@ -291,7 +309,9 @@ class MLLM(nn.Module):
         lm, text_tokenizer, vocab = load_language_model(
             config, device=device, precision=precision, attn=attn
         )
-        vqrae = tokenizer if tokenizer is not None else VQRAE.from_pretrained(config.tokenizer)
+        vqrae = (
+            tokenizer if tokenizer is not None else load_tokenizer(config.tokenizer, config.encoder)
+        )
         vision = VisionFeatures(vqrae, config.pool, config.image_aspect)
         hidden = lm.get_input_embeddings().weight.shape[1]
         config = replace(config, feature_dim=vision.dim, hidden_size=hidden)
@@ -435,8 +455,9 @@ class MLLM(nn.Module):
         Args:
             directory: the folder.
             tokenizer: another VQRAE (name, folder or model) to read features from instead of
-                the one the model was trained on: the paper's plug-and-play swap of a
-                fine-tuned encoder; its feature width and token grid must match.
+                the one the model was trained on, with its own (trained) encoder weights: the
+                paper's plug-and-play swap of a fine-tuned encoder; its feature width and token
+                grid must match.
             device, precision, attn: the LM's runtime policy.
             trainable: leave a LoRA adapter trainable (to continue training it).
             merge_lora: fold a LoRA adapter into the LM (inference; ignored when trainable).
@@ -468,9 +489,10 @@ class MLLM(nn.Module):
             lm = load_lora(lm, root / ADAPTER_DIR, trainable=trainable)
         if isinstance(tokenizer, VQRAE):
             vqrae = tokenizer
+        elif tokenizer is not None:  # a swapped-in VQRAE reads with its own encoder weights
+            vqrae = VQRAE.from_pretrained(resolve_tokenizer_ref(tokenizer, root))
         else:
-            reference = tokenizer if tokenizer is not None else config.tokenizer
-            vqrae = VQRAE.from_pretrained(resolve_tokenizer_ref(reference, root))
+            vqrae = load_tokenizer(config.tokenizer, config.encoder, root)
         vision = VisionFeatures(vqrae, config.pool, config.image_aspect)
         if vision.dim != config.feature_dim:
             raise ValueError(
