@@ -14,8 +14,10 @@ def shapes_make(
     """Render shapes-world scenes and every layout that follows from them.
 
     Writes images, captions in several phrasings, GenEval metadata (its prompt-folder layout),
-    LLaVA conversations, MME's folder layout, GQA questions and a DPG-Bench CSV into OUT, and
-    the same as a Hugging Face `datasets` dataset (save_to_disk) unless --no-hf.
+    LLaVA conversations (their questions also one per line with their truths in
+    vqa/questions.jsonl; held-out wordings outside the train split), MME's folder layout, GQA
+    questions and a DPG-Bench CSV into OUT, and the same as a Hugging Face `datasets` dataset
+    (save_to_disk) unless --no-hf.
 
     Args:
         out: output folder.

@@ -110,6 +110,7 @@ def chat(
     *,
     image: str | None = None,
     model: str | None = None,
+    tokenizer: str | None = None,
     max_new_tokens: int = 256,
     temperature: float = 0.0,
     device: str = "auto",
@@ -125,6 +126,7 @@ def chat(
         image: the image to talk about.
         model: an understanding model folder or catalogue name (default: the shipped
             vqrae-mllm-demo).
+        tokenizer: read features from this VQRAE instead of the model's own (plug and play).
         max_new_tokens: the longest answer, in tokens.
         temperature: 0 answers greedily; above 0 samples.
         device: "auto", "cpu", "cuda" or "cuda:N".
@@ -133,7 +135,7 @@ def chat(
     from vqrae.mllm.chat import HELP, ChatSession, run_chat
 
     check_positive("--max-new-tokens", max_new_tokens)
-    session = ChatSession(_load(model, device), _settings(max_new_tokens, temperature))
+    session = ChatSession(_load(model, device, tokenizer), _settings(max_new_tokens, temperature))
     errors = 0
     if image is not None:
         try:
