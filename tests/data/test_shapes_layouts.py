@@ -54,10 +54,21 @@ def test_vqa_answers_are_true_of_the_scene():
         pos = [
             qa for qa in scene_questions(np.random.default_rng(seed), two) if qa.kind == "position"
         ]
-        assert [q.answer for q in pos] == ["Yes", "No"]
-        star_first = pos[0].question.index("star") < pos[0].question.index("square")
-        assert ("to the left of" in pos[0].question) == star_first
-        assert ("to the right of" in pos[1].question) == star_first
+        assert sorted(q.answer for q in pos) == ["No", "Yes"]
+        for q in pos:
+            star_first = q.question.index("star") < q.question.index("square")
+            says_left = "to the left of" in q.question
+            assert (q.answer == "Yes") == (says_left == star_first), q
+
+
+def test_a_turn_s_position_in_the_conversation_says_nothing_of_its_answer():
+    """Yes/no questions come in pairs; in a fixed order the first would always be "Yes"."""
+    rng = np.random.default_rng(0)
+    firsts = []
+    for _ in range(200):
+        qas = [qa for qa in scene_questions(rng, sample_scene(rng)) if qa.answer in ("Yes", "No")]
+        firsts.append(qas[0].answer == "Yes")
+    assert 0.35 < np.mean(firsts) < 0.65
 
 
 def test_vqa_wordings_of_the_two_sets_never_meet():

@@ -155,7 +155,9 @@ def scene_questions(
             opposite = _OPPOSITE[rel]
             ask("position", "position", "Yes", a=a, rel=relation_phrase(rel), b=b)
             ask("position", "position", "No", a=a, rel=relation_phrase(opposite), b=b)
-    return qas
+    # In a shuffled order: in a fixed one (the present shape first, then an absent one, ...)
+    # a model reads the answer off the turn's position instead of the image.
+    return [qas[i] for i in rng.permutation(len(qas))]
 
 
 def llava_record(
