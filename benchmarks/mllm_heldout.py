@@ -44,7 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import independent_shapes as indep  # noqa: E402
 
 from vqrae.data.shapes.question_phrasings import SHORT_ANSWER, YES_NO, templates  # noqa: E402
-from vqrae.eval.vqa import format_vqa_report, load_jsonl, score_vqa  # noqa: E402
+from vqrae.eval.vqa import format_vqa_report, score_vqa  # noqa: E402
+from vqrae.utils.jsonl import read_jsonl  # noqa: E402
 
 MARGIN = 0.1
 _REL_WORDS = {"left of": "to the left of", "right of": "to the right of", "above": "above",
@@ -182,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sets["shapes"] = (args.shapes / "vqa" / "questions.jsonl", args.shapes)
     results: dict[str, Any] = {}
     for set_name, (questions, images) in sets.items():
-        truth = load_jsonl(questions)
+        truth = read_jsonl(questions)
         for model in args.models:
             for tokenizer in args.tokenizers:
                 name = f"{Path(model).name}__{Path(tokenizer).name}".replace(":", "-")
@@ -190,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 answer(args.vqrae, questions, images, model, tokenizer_arg(tokenizer, args.out),
                        out, args.batch_size)  # fmt: skip
-                report = score_vqa(truth, load_jsonl(out))
+                report = score_vqa(truth, read_jsonl(out))
                 results[f"{set_name}/{name}"] = report.to_dict()
                 print(f"\n## {set_name}: {model} with tokenizer {tokenizer}")
                 print(format_vqa_report(report), flush=True)

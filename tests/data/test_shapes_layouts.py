@@ -25,7 +25,8 @@ from vqrae.data.shapes.scene import Scene, ShapeObject
 from vqrae.data.shapes.vqa import QA_KINDS, SHORT_ANSWER, llava_record, scene_questions
 from vqrae.data.shapes.writer import make_shapes_dataset
 from vqrae.eval import mme
-from vqrae.eval.vqa import load_jsonl, score_vqa
+from vqrae.eval.vqa import score_vqa
+from vqrae.utils.jsonl import read_jsonl
 
 
 def _scene(*objects: tuple[str, str, float, float]) -> Scene:
@@ -97,7 +98,7 @@ def test_written_vqa_questions_score_perfectly_as_their_own_answers(tmp_path):
         dpg_items=1,
         hf=False,
     )
-    questions = load_jsonl(tmp_path / "vqa" / "questions.jsonl")
+    questions = read_jsonl(tmp_path / "vqa" / "questions.jsonl")
     assert {"question_id", "image", "text", "answer", "category"} <= set(questions[0])
     assert all((tmp_path / q["image"]).is_file() for q in questions)
     train_wordings = {t.split("{")[0] for ts in PHRASING_SETS["train"].values() for t in ts}

@@ -39,7 +39,8 @@ def test_shipped_model_is_small_references_its_parts_and_is_the_default() -> Non
 
 def test_answers_held_out_questions_through_the_default_model(tmp_path) -> None:
     from vqrae.data.shapes.writer import make_shapes_dataset
-    from vqrae.eval.vqa import load_jsonl, score_vqa
+    from vqrae.eval.vqa import score_vqa
+    from vqrae.utils.jsonl import read_jsonl
 
     data = tmp_path / "test"
     make_shapes_dataset(data, SCENES, seed=7, size=224, split="test", geneval_per_tag=1,
@@ -53,7 +54,7 @@ def test_answers_held_out_questions_through_the_default_model(tmp_path) -> None:
         capture_output=True, text=True, env=env, timeout=900, cwd=REPO,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    report = score_vqa(load_jsonl(questions), load_jsonl(tmp_path / "answers.jsonl"))
+    report = score_vqa(read_jsonl(questions), read_jsonl(tmp_path / "answers.jsonl"))
     assert not report.missing
     assert report.accuracy >= MIN_ACCURACY, report.per_type
     assert report.yes_share is not None and 0.2 < report.yes_share < 0.8  # not one-sided

@@ -91,9 +91,10 @@ def _visual_questions(out: Path, images: Path, model: str, device: str) -> int:
 
     from vqrae import assets
     from vqrae.data.samples import shapes_sample_questions
-    from vqrae.eval.vqa import load_jsonl, normalise_short_answer
+    from vqrae.eval.vqa import normalise_short_answer
     from vqrae.mllm.model import find_mllm
     from vqrae.utils.files import atomic_write
+    from vqrae.utils.jsonl import read_jsonl
 
     try:
         find_mllm(model)
@@ -111,7 +112,7 @@ def _visual_questions(out: Path, images: Path, model: str, device: str) -> int:
                                   device=device)  # fmt: skip
     except CommandError as exc:
         raise CommandError(f"visual questions: {exc}") from None
-    said = {a["question_id"]: a["text"] for a in load_jsonl(answers)}
+    said = {a["question_id"]: a["text"] for a in read_jsonl(answers)}
     right = 0
     print("visual questions (held-out wordings) about the shapes samples:")
     for r in rows:

@@ -321,11 +321,12 @@ def vqa_score(*, questions: str, answers: str, out: str | None = None) -> int:
         answers: JSON lines {"question_id", "text"} (what ``vqrae answer`` writes).
         out: a JSON file for the scores.
     """
-    from vqrae.eval.vqa import format_vqa_report, load_jsonl, score_vqa
+    from vqrae.eval.vqa import format_vqa_report, score_vqa
     from vqrae.utils.files import atomic_write
+    from vqrae.utils.jsonl import read_jsonl
 
     try:
-        report = score_vqa(load_jsonl(questions), load_jsonl(answers))
+        report = score_vqa(read_jsonl(questions), read_jsonl(answers))
     except (ValueError, FileNotFoundError, KeyError) as exc:
         raise CommandError(str(exc)) from None
     print(format_vqa_report(report))

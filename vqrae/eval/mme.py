@@ -41,6 +41,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from vqrae.utils.jsonl import iter_jsonl
+
 __all__ = [
     "COGNITION_SUBTASKS",
     "PERCEPTION_SUBTASKS",
@@ -234,14 +236,8 @@ def load_ground_truth(
 
 
 def _read_jsonl(path: Path, required: Sequence[str]) -> Iterable[tuple[str, dict[str, Any]]]:
-    for lineno, line in _read_lines(path):
+    for lineno, obj in iter_jsonl(path):
         where = f"{path}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: invalid JSON ({err.msg})") from err
-        if not isinstance(obj, dict):
-            raise ValueError(f"{where}: expected a JSON object")
         for field in required:
             if not isinstance(obj.get(field), str):
                 raise ValueError(f"{where}: missing string field {field!r}")

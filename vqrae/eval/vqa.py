@@ -16,8 +16,6 @@ to one side shows it there (and in the accuracies on ``yes`` and on ``no`` truth
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -27,7 +25,6 @@ from typing import Any
 __all__ = [
     "VQAReport",
     "format_vqa_report",
-    "load_jsonl",
     "normalise_short_answer",
     "score_vqa",
 ]
@@ -137,27 +134,6 @@ def score_vqa(
         report.yes_accuracy = yes_no["yes"][0] / yes_no["yes"][1] if yes_no["yes"][1] else None
         report.no_accuracy = yes_no["no"][0] / yes_no["no"][1] if yes_no["no"][1] else None
     return report
-
-
-def load_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The objects of a JSON-lines file (blank lines skipped).
-
-    Raises:
-        ValueError: a line that is not a JSON object (with its line number).
-    """
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{n}: invalid JSON ({err.msg})") from err
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{n}: expected a JSON object")
-            rows.append(row)
-    return rows
 
 
 def format_vqa_report(report: VQAReport) -> str:

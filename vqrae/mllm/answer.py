@@ -33,6 +33,7 @@ from vqrae.data.images import ImageReadError
 from vqrae.mllm.generate import GenerationSettings, generate
 from vqrae.mllm.model import MLLM
 from vqrae.mllm.prompts import prompt_ids
+from vqrae.utils.jsonl import iter_jsonl
 
 __all__ = [
     "AnswerFailure",
@@ -83,17 +84,10 @@ def read_questions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     if not path.is_file():
         raise ValueError(f"question file {path} not found")
     questions = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
-            if "question_id" not in record or not isinstance(record.get("text"), str):
-                raise ValueError(f"{path}:{lineno}: needs 'question_id' and a string 'text'")
-            questions.append(record)
+    for lineno, record in iter_jsonl(path):
+        if "question_id" not in record or not isinstance(record.get("text"), str):
+            raise ValueError(f"{path}:{lineno}: needs 'question_id' and a string 'text'")
+        questions.append(record)
     return questions
 
 
