@@ -228,3 +228,17 @@ def test_plain_template_with_a_bos_tokenizer():
     assert sample.labels[:2] == [IGNORE_INDEX, IGNORE_INDEX]
     assert tokenizer.decode(sample.input_ids[2:]) == "A red circle.\n"
     assert sample.labels[2:] == sample.input_ids[2:]
+
+
+def test_plain_template_prepends_a_declared_bos_the_tokenizer_does_not_add():
+    """SmolLM2's tokenizer declares ``<|im_start|>`` its BOS but adds none: it is prepended, so
+    the image is not at position 0 (the attention sink's place)."""
+    tokenizer = toy_tokenizer()
+    tokenizer.bos_token = "<|endoftext|>"
+    bos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    assert tokenizer("a")["input_ids"][0] != bos
+    sample = tokenize_plain(tokenizer, "A red circle.", image_token="<|im_start|>", sep="\n")
+    assert sample.input_ids[:2] == [bos, tokenizer.convert_tokens_to_ids("<|im_start|>")]
+    assert sample.labels[:2] == [IGNORE_INDEX, IGNORE_INDEX]
+    assert tokenizer.decode(sample.input_ids[2:]) == "A red circle.\n"
+    assert sample.labels[2:] == sample.input_ids[2:]

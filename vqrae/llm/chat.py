@@ -288,6 +288,15 @@ def tokenize_chat(
     return truncate(sample, max_length) if max_length is not None else sample
 
 
+def _missing_bos(tokenizer: PreTrainedTokenizerBase) -> str:
+    """The BOS text to prepend: the tokenizer's BOS when it has one and does not add it."""
+    bos_id = tokenizer.bos_token_id
+    if tokenizer.bos_token is None or bos_id is None:
+        return ""
+    added = tokenizer("a", add_special_tokens=True)["input_ids"]
+    return "" if added and added[0] == bos_id else str(tokenizer.bos_token)
+
+
 def tokenize_plain(
     tokenizer: PreTrainedTokenizerBase,
     caption: str,
@@ -299,11 +308,14 @@ def tokenize_plain(
     """LLaVA's ``plain`` template (stage 1): ``image_token + caption + sep``, loss on
     ``caption + sep``.
 
-    The tokenizer adds what it adds to any text (a BOS for Llama-family tokenizers, as
-    LLaVA's sequences start with), never labelled.
+    The sequence starts with the tokenizer's BOS, never labelled, as LLaVA's do: Llama-family
+    tokenizers add it themselves; one that declares a BOS without adding it (SmolLM2's
+    ``<|im_start|>``) gets it prepended, so the image is never at position 0, where a causal
+    LM keeps its attention sink. A tokenizer without a BOS (Qwen's) starts with the image.
     """
-    text = image_token + caption + sep
-    spans = [(len(image_token), len(text))]
+    bos = _missing_bos(tokenizer)
+    text = bos + image_token + caption + sep
+    spans = [(len(bos) + len(image_token), len(text))]
     ids, labels = _label_spans(tokenizer, text, spans, add_special_tokens=True, special_after=False)
     sample = TokenizedChat(input_ids=ids, labels=labels, text=text)
     return truncate(sample, max_length) if max_length is not None else sample
