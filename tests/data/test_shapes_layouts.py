@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vqrae.data.shapes.colour import COLOUR_NAMES
 from vqrae.data.shapes.dpg_items import (
     DPG_COLUMNS,
     dpg_rows,
@@ -22,7 +23,15 @@ from vqrae.data.shapes.question_phrasings import PHRASING_SETS, YES_NO
 from vqrae.data.shapes.render import render_scene
 from vqrae.data.shapes.sampler import sample_ground, sample_scene
 from vqrae.data.shapes.scene import Scene, ShapeObject
-from vqrae.data.shapes.vqa import QA_KINDS, SHORT_ANSWER, llava_record, scene_questions
+from vqrae.data.shapes.vocab import SHAPES
+from vqrae.data.shapes.vqa import (
+    QA,
+    QA_KINDS,
+    SHORT_ANSWER,
+    llava_record,
+    scene_questions,
+    without_giveaways,
+)
 from vqrae.data.shapes.writer import make_shapes_dataset
 from vqrae.eval import mme
 from vqrae.eval.vqa import score_vqa
@@ -70,6 +79,51 @@ def test_a_turn_s_position_in_the_conversation_says_nothing_of_its_answer():
         qas = [qa for qa in scene_questions(rng, sample_scene(rng)) if qa.answer in ("Yes", "No")]
         firsts.append(qas[0].answer == "Yes")
     assert 0.35 < np.mean(firsts) < 0.65
+
+
+def test_a_conversation_never_answers_a_turn_before_it_is_asked():
+    kept = without_giveaways(
+        [
+            QA("existence", "Is there a brown triangle?", "Yes"),
+            QA("shape", "What shape is the brown object?", "Triangle"),
+            QA("existence", "Is there a cross?", "No"),
+            QA("count", "How many crosses are there?", "0"),
+            QA("count", "How many objects are there in total?", "3"),
+            QA("position", "Is the triangle above the star?", "Yes"),
+            QA("position", "Is the triangle below the star?", "No"),
+            QA("colour", "What colour is the star?", "Red"),
+        ]
+    )
+    # left out: the shape and the cross count (given away), the opposite position question,
+    # then the position question itself (a second "Yes" against one "No")
+    assert [qa.question for qa in kept] == [
+        "Is there a brown triangle?",
+        "Is there a cross?",
+        "How many objects are there in total?",
+        "What colour is the star?",
+    ]
+
+
+def test_conversations_keep_no_giveaway_and_stay_balanced():
+    """Over many scenes: no earlier turn names an open answer (a colour or a shape) together
+    with what the question asks about ("yellow" and "star" for "Which shape is the yellow
+    object? Star"), and "Yes" and "No" stay equally many in each conversation."""
+    rng = np.random.default_rng(1)
+    kinds = set()
+    for _ in range(300):
+        qas = without_giveaways(scene_questions(rng, sample_scene(rng)))
+        assert qas
+        earlier: list[set[str]] = []
+        for qa in qas:
+            words = set(qa.question.lower().rstrip("?").split())
+            if qa.kind in ("colour", "shape"):
+                subject = words & (set(COLOUR_NAMES) | set(SHAPES))
+                assert not any({qa.answer.lower(), *subject} <= said for said in earlier), qa
+            earlier.append(words | {qa.answer.lower()})
+            kinds.add(qa.kind)
+        answers = [qa.answer for qa in qas]
+        assert answers.count("Yes") == answers.count("No")
+    assert kinds == set(QA_KINDS)
 
 
 def test_vqa_wordings_of_the_two_sets_never_meet():

@@ -11,7 +11,9 @@ LLaVA's format (``llava_v1_5_mix665k.json``)::
         {"from": "human", "value": "<image>\\nIs there a star?\\nAnswer the question using a single word or phrase."},
         {"from": "gpt", "value": "Yes"}, ...]}
 
-Only the first human turn carries the ``<image>`` token.
+Only the first human turn carries the ``<image>`` token. A conversation leaves out the turns
+whose answer its earlier turns give away (:func:`without_giveaways`); the model_vqa question
+rows, asked one at a time, keep every question.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ __all__ = [
     "question_row",
     "relation_phrase",
     "scene_questions",
+    "without_giveaways",
 ]
 
 QA_KINDS: tuple[str, ...] = ("existence", "count", "colour", "shape", "position")
@@ -158,6 +161,48 @@ def scene_questions(
     # In a shuffled order: in a fixed one (the present shape first, then an absent one, ...)
     # a model reads the answer off the turn's position instead of the image.
     return [qas[i] for i in rng.permutation(len(qas))]
+
+
+def _names(text: str) -> frozenset[str]:
+    """The colour and shape names (singular) a text mentions."""
+    words = "".join(c if c.isalpha() else " " for c in text.lower()).split()
+    singular = {plural(s): s for s in SHAPES} | {s: s for s in SHAPES}
+    return frozenset(singular.get(w, w) for w in words if w in singular or w in COLOUR_NAMES)
+
+
+def without_giveaways(qas: Sequence[QA]) -> list[QA]:
+    """The turns of a conversation whose answer the earlier turns do not give away.
+
+    A turn is left out when every colour and shape name in its question and answer came up in
+    the turns kept before it: "What shape is the brown object?" after "Is there a brown
+    triangle? Yes", "How many crosses?" after "Is there a cross? No"; a position question is
+    left out when one on the same pair came before (its opposite gives its answer). A model trained on such turns learns to copy the answer
+    from the conversation rather than read the image (in the demo's 3,000 training scenes, 70%
+    of the shape answers and 44% of the colour answers had come up in an earlier turn), and
+    fails when a question is asked alone. Turns naming no colour or shape (the total count)
+    are kept. Present things come up more often than absent ones, so more "Yes" turns go; the
+    last turns of the more frequent yes/no answer are left out too, until "Yes" and "No" are
+    equally many again.
+    """
+    mentioned: set[str] = set()
+    kept = []
+    for qa in qas:
+        names = _names(f"{qa.question} {qa.answer}")
+        # a relation is given away by a question on the same pair, not by the names alone
+        key = {"position: " + " ".join(sorted(names))} if qa.kind == "position" else names
+        if key and key <= mentioned:
+            continue
+        kept.append(qa)
+        mentioned |= key | names
+    surplus = sum(qa.answer == "Yes" for qa in kept) - sum(qa.answer == "No" for qa in kept)
+    extra = "Yes" if surplus > 0 else "No"
+    for i in reversed(range(len(kept))):
+        if surplus == 0:
+            break
+        if kept[i].answer == extra:
+            del kept[i]
+            surplus += -1 if extra == "Yes" else 1
+    return kept
 
 
 def llava_record(

@@ -52,6 +52,7 @@ from vqrae.data.shapes.vqa import (
     llava_record,
     question_row,
     scene_questions,
+    without_giveaways,
 )
 from vqrae.utils.files import atomic_write
 
@@ -184,7 +185,7 @@ def make_shapes_dataset(
             llava_caption_record(sid, image_rel, caps[int(qrng.integers(len(caps)))])
         )
         qas = scene_questions(qrng, scene, phrasings=question_phrasings)
-        vqa_records.append(llava_record(sid, image_rel, qas))
+        vqa_records.append(llava_record(sid, image_rel, without_giveaways(qas)))
         vqa_questions += [question_row(f"{sid}_{j}", image_rel, qa) for j, qa in enumerate(qas)]
         gqa.update(gqa_questions(split_rng(seed, split, "gqa", i), scene, sid, first_qid=len(gqa)))
     _write_text(root / "scenes.jsonl", "".join(scene_lines))
