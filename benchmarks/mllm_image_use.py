@@ -6,8 +6,9 @@ template, the true answer is scored teacher-forced: the loss per answer token an
 answer token is the model's top choice. Three feature sets are compared:
 
 * ``right``: the features of the question's image;
-* ``other``: the features of another question's image (the batch rolled by one), the named
-  baseline: what the language prior and the question alone give;
+* ``other``: the features of another image (the next row of the batch whose image differs:
+  a data set's questions come a few per image), the named baseline: what the language prior
+  and the question alone give;
 * ``none``: zero features.
 
 A model that reads the image scores well above ``other``; one that answers from the prior scores
@@ -48,6 +49,18 @@ def conversations(path: Path, limit: int | None) -> tuple[list[Conversation], li
         convs.append(Conversation(id=str(row["question_id"]), image=image, messages=messages))
         kinds.append(str(row.get("category", "all")))
     return convs, kinds
+
+
+def other_image(images: list[str]) -> list[int]:
+    """For each row, the next row (cyclically) whose image is a different one."""
+    out = []
+    for i, image in enumerate(images):
+        j = next((k % len(images) for k in range(i + 1, i + len(images))
+                  if images[k % len(images)] != image), None)  # fmt: skip
+        if j is None:
+            raise SystemExit("a batch holds one image only: raise --batch-size")
+        out.append(j)
+    return out
 
 
 @torch.no_grad()
@@ -92,9 +105,10 @@ def main() -> None:
         batch = collate([dataset[i] for i in rows], int(model.tokenizer.pad_token_id))
         with torch.no_grad():
             features = model.vision(batch.images)  # (B, N, d)
+        images = [convs[i].image for i in rows]
         for name, f in (
             ("right", features),
-            ("other", features.roll(1, 0)),
+            ("other", features[other_image(images)]),
             ("none", torch.zeros_like(features)),
         ):
             losses, right = score(model, batch, f)
