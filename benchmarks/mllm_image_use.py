@@ -116,7 +116,7 @@ def main() -> None:
                 for kind in (kinds[i], "all"):
                     table[name][f"{kind} loss"].append(loss)
                     table[name][f"{kind} acc"].append(ok)
-    order = sorted({k for k in kinds}) + ["all"]
+    order = sorted(set(kinds)) + ["all"]
     print(f"{args.model}: {len(dataset)} questions of {args.questions}, each asked alone")
     print("| features | " + " | ".join(order) + " |")
     print("|---|" + "---|" * len(order))

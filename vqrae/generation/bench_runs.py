@@ -27,6 +27,7 @@ from vqrae.generation.api import generate_for_prompts
 from vqrae.generation.model import ImageGenerator
 from vqrae.generation.sampler import SamplingConfig
 from vqrae.utils.files import atomic_write
+from vqrae.utils.jsonl import iter_jsonl
 
 __all__ = ["BenchRun", "read_dpg_prompts", "read_geneval_metadata", "run_dpg", "run_geneval"]
 
@@ -65,13 +66,7 @@ def read_geneval_metadata(
     if not path.is_file():
         raise ValueError(f"metadata file {path} not found")
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+    for number, record in iter_jsonl(path):
         records.append(validate_metadata(record, f"{path}:{number}"))
         if limit is not None and len(records) >= limit:
             break
