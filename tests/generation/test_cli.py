@@ -177,3 +177,16 @@ def test_demo_reconstructs_then_draws_each_prompt_beside_its_text(
     assert "visual questions skipped" in capsys.readouterr().out
     assert main([*argv[:4], str(tmp_path / "again"), *argv[7:], *missing]) == 0
     assert "text to image skipped" in capsys.readouterr().out
+
+
+def test_out_folder_check_holds_when_ranks_check_one_folder_at_once(tmp_path) -> None:
+    """Every rank of a launch checks ``--out``; a shared probe file made one rank's unlink fail."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vqrae.cli.generation import _writable_folder
+
+    out = tmp_path / "run"
+    with ThreadPoolExecutor(8) as pool:
+        folders = list(pool.map(lambda _: _writable_folder("--out", str(out)), range(64)))
+    assert folders == [out] * 64
+    assert list(out.iterdir()) == []

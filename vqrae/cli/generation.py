@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import tempfile
 from pathlib import Path
 
 from vqrae.cli.args import add_function_command, command_group
@@ -19,9 +20,9 @@ def _writable_folder(flag: str, out: str) -> Path:
     folder = Path(out)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".vqrae-write-test"
-        probe.write_text("")
-        probe.unlink()
+        # a probe of its own per process: ranks of one launch check the same folder at once
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".vqrae-write-test-"):
+            pass
     except OSError as exc:
         raise CommandError(f"{flag} {out}: cannot write there ({exc.strerror or exc})") from None
     return folder
