@@ -20,11 +20,12 @@ pytestmark = pytest.mark.skipif(
     CHECKPOINT is None, reason=f"no checkpoints/{DEMO_MLLM} in this tree"
 )
 
-# Of the held-out questions about 6 test-split scenes, the share that must be right: the issue's
-# goal is 0.85 on held-out questions; a model that ignores the image gets about 0.4 (yes/no at
-# chance, the open questions near the most common answer; BENCHMARKS.md, "Understanding: accuracy
-# on held-out scenes"). Set this from the shipped model's measured accuracy when one ships.
-MIN_ACCURACY = 0.6
+# Of the held-out questions about 6 test-split scenes (~50), the share that must be right. The
+# shipped model scores 0.688 on 909 held-out questions; one that ignores the image gets about
+# 0.4 (yes/no at chance, the open questions near the most common answer; BENCHMARKS.md,
+# "Understanding: accuracy on held-out scenes"). 0.55 leaves two standard errors of ~50
+# questions below the measured figure. The issue's goal is 0.85: raise this with the model.
+MIN_ACCURACY = 0.55
 SCENES = 6
 
 
