@@ -106,11 +106,27 @@ def test_user_errors_are_one_line(model_dir, tmp_path, capsys) -> None:
                  "--out", str(tmp_path / "a.jsonl"), "--model", str(model_dir)]) == 1  # fmt: skip
     assert main(["chat", "--model", str(tmp_path)]) == 1
     assert main(["export-llava", str(model_dir), "--out", str(tmp_path / "x")]) == 1  # normed
-    assert main(["answer", "--questions", "q", "--image-folder", ".", "--out", "o"]) == 1
+    assert main(["answer", "--questions", "q", "--image-folder", ".", "--out", "o", "--model",
+                 "no-such-model"]) == 1  # fmt: skip
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(errors) == 4 and all(line.startswith("vqrae ") for line in errors)
     assert "not found" in errors[0] and "encoder_final_norm" in errors[2]
-    assert "--model" in errors[3]
+    assert "--model no-such-model: no such model folder" in errors[3]
+
+
+def test_an_unshipped_demo_model_is_one_line_that_says_how_to_train_one(
+    monkeypatch, capsys
+) -> None:
+    from vqrae import assets
+
+    def not_shipped(name, **_):
+        raise assets.AssetError(f"{name}: not shipped")
+
+    monkeypatch.setattr(assets, "resolve", not_shipped)
+    assert main(["answer", "--questions", "q", "--image-folder", ".", "--out", "o"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("vqrae answer: error:") and "\n" not in error
+    assert "not in this installation" in error and "vqrae train-mllm" in error
 
 
 def test_demo_asks_held_out_questions_about_the_shapes_samples(model_dir, tmp_path, capsys):
